@@ -1,0 +1,301 @@
+"""Layers with hand-written forward and backward passes.
+
+A layer holds hyperparameters only. Its two methods are pure functions:
+
+    y, cache = layer.forward(params, x)
+    dx, grads = layer.backward(params, cache, dy)
+
+``params`` maps the layer's own names ("W", "b", ...) to arrays. Every layer
+accepts an optional leading task axis: parameters of shape (T, *shape) with
+inputs of shape (T, N, ...) run T independent networks at once, through the
+same code path as the single-task case (``...`` and negative axes throughout).
+
+All operations are complex-safe (masks and maxima use the real part, no
+``abs`` or ``conj``), so ``Sequential.hvp`` can differentiate the backward pass
+by the complex step.
+"""
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+class Layer:
+    """A layer without parameters; subclasses override what they need."""
+
+    def param_shapes(self):
+        """{name: shape} of this layer's parameters (without the task axis)."""
+        return {}
+
+    def init(self, rng, dtype=np.float64):
+        """Initial values {name: array} drawn from ``rng``."""
+        return {}
+
+    def forward(self, params, x):
+        raise NotImplementedError
+
+    def backward(self, params, cache, dy):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_input(self, x, layout, tasks):
+        """Check that x is ``layout`` (e.g. "(N, C, H, W)"), with a leading T axis if tasks is not None."""
+        want = layout.count(",") + 1 + (tasks is not None)
+        if x.ndim != want:
+            shape = layout if tasks is None else "(T, " + layout[1:]
+            raise ValueError(f"{self!r} expected x of shape {shape}, got shape {x.shape}")
+        if tasks is not None and x.shape[0] != tasks:
+            raise ValueError(f"{self!r} has parameters for T = {tasks} tasks but x has "
+                             f"{x.shape[0]} on its leading (task) axis; x shape {x.shape}")
+
+
+def _check_positive_int(layer, **values):
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+
+
+def _uniform_fan_in(rng, fan_in, shape, dtype):
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Linear(Layer):
+    """y = x W + b.
+
+    Shapes: x (T?, N, in), W (T?, in, out), b (T?, out) -> y (T?, N, out).
+    """
+
+    def __init__(self, in_features, out_features):
+        _check_positive_int("Linear", in_features=in_features, out_features=out_features)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+
+    def param_shapes(self):
+        return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
+
+    def init(self, rng, dtype=np.float64):
+        return {name: _uniform_fan_in(rng, self.in_features, shape, dtype)
+                for name, shape in self.param_shapes().items()}
+
+    def forward(self, params, x):
+        W, b = params["W"], params["b"]
+        self._check_input(x, "(N, in)", W.shape[0] if W.ndim == 3 else None)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{self!r} expected {self.in_features} input features in the last "
+                             f"axis of x, got shape {x.shape}")
+        y = x @ W + b[..., None, :]                       # (T?, N, out)
+        return y, x
+
+    def backward(self, params, x, dy):
+        dW = np.swapaxes(x, -1, -2) @ dy                  # dL/dW = x^T dy      (T?, in, out)
+        db = dy.sum(axis=-2)                              # dL/db = sum_n dy    (T?, out)
+        dx = dy @ np.swapaxes(params["W"], -1, -2)        # dL/dx = dy W^T      (T?, N, in)
+        return dx, {"W": dW, "b": db}
+
+
+class Conv2d(Layer):
+    """2-D cross-correlation, vectorized by im2col: y = W cols + b.
+
+    Shapes: x (T?, N, C, H, W), W (T?, O, C, kh, kw), b (T?, O) -> y (T?, N, O, Ho, Wo),
+    with Ho = (H + 2 padding - kh) // stride + 1 (likewise Wo).
+
+    Internally images are stored channel-major, (T?, C, N, H, W) in memory, and
+    handed on as NCHW views of it: then the matmul writes its output in place,
+    and BatchNorm's per-channel sums run over contiguous memory.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        _check_positive_int("Conv2d", in_channels=in_channels, out_channels=out_channels,
+                            kernel_size=kernel_size, stride=stride)
+        if not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"Conv2d: padding must be a non-negative integer, got {padding!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+
+    def param_shapes(self):
+        k = self.kernel_size
+        return {"W": (self.out_channels, self.in_channels, k, k), "b": (self.out_channels,)}
+
+    def init(self, rng, dtype=np.float64):
+        fan_in = self.in_channels * self.kernel_size ** 2
+        return {name: _uniform_fan_in(rng, fan_in, shape, dtype)
+                for name, shape in self.param_shapes().items()}
+
+    def _check(self, W, x):
+        tasks = W.shape[:-4]                              # () or (T,)
+        self._check_input(x, "(N, C, H, W)", tasks[0] if tasks else None)
+        if x.shape[-3] != self.in_channels:
+            raise ValueError(f"{self!r} expected {self.in_channels} input channels "
+                             f"(x shape (N, C, H, W)), got shape {x.shape}")
+        k, p = self.kernel_size, self.padding
+        if min(x.shape[-2:]) + 2 * p < k:
+            raise ValueError(f"{self!r}: kernel {k}x{k} is larger than the padded input "
+                             f"{x.shape[-2] + 2 * p}x{x.shape[-1] + 2 * p}")
+        return tasks
+
+    def forward(self, params, x):
+        W, b = params["W"], params["b"]
+        tasks = self._check(W, x)
+        k, s, p, C = self.kernel_size, self.stride, self.padding, self.in_channels
+        H, Wd = x.shape[-2:]
+        xp = np.zeros(tasks + (C, x.shape[-4], H + 2 * p, Wd + 2 * p), dtype=x.dtype)
+        xp[..., p:p + H, p:p + Wd] = np.swapaxes(x, -4, -3)           # (T?, C, N, Hp, Wp)
+        windows = sliding_window_view(xp, (k, k), axis=(-2, -1))[..., ::s, ::s, :, :]
+        N, Ho, Wo = windows.shape[-5:-2]                              # (T?, C, N, Ho, Wo, k, k)
+        cols = np.moveaxis(windows, (-2, -1), (-5, -4)).reshape(tasks + (C * k * k, -1))
+        Wm = W.reshape(tasks + (self.out_channels, C * k * k))        # (T?, O, C k k)
+        y = Wm @ cols + b[..., None]                                  # (T?, O, N Ho Wo)
+        y = y.reshape(tasks + (self.out_channels, N, Ho, Wo))
+        return np.swapaxes(y, -4, -3), (x.shape, cols)                # (T?, N, O, Ho, Wo)
+
+    def backward(self, params, cache, dy):
+        W = params["W"]
+        xshape, cols = cache                              # cols: (T?, C k k, N Ho Wo)
+        tasks = W.shape[:-4]
+        k, s, p, C, O = self.kernel_size, self.stride, self.padding, self.in_channels, self.out_channels
+        N, (H, Wd), (Ho, Wo) = xshape[-4], xshape[-2:], dy.shape[-2:]
+        Wm = W.reshape(tasks + (O, C * k * k))                        # (T?, O, C k k)
+        dyc = np.swapaxes(dy, -4, -3).reshape(tasks + (O, -1))        # (T?, O, N Ho Wo)
+        db = dyc.sum(axis=-1)                                         # (T?, O)
+        dW = (dyc @ np.swapaxes(cols, -1, -2)).reshape(W.shape)       # dy cols^T
+        dcols = (np.swapaxes(Wm, -1, -2) @ dyc).reshape(tasks + (C, k, k, N, Ho, Wo))  # W^T dy
+        # col2im: each kernel offset (i, j) adds its share back onto the pixels it read.
+        dxp = np.zeros(tasks + (C, N, H + 2 * p, Wd + 2 * p), dtype=dcols.dtype)
+        for i in range(k):
+            for j in range(k):
+                dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s] += dcols[..., i, j, :, :, :]
+        return np.swapaxes(dxp[..., p:p + H, p:p + Wd], -4, -3), {"W": dW, "b": db}
+
+
+class MaxPool2d(Layer):
+    """Maximum over k x k windows of the last two axes; the gradient goes to the winner.
+
+    Shapes: x (..., H, W) -> y (..., Ho, Wo), Ho = (H - k) // stride + 1.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        stride = kernel_size if stride is None else stride
+        _check_positive_int("MaxPool2d", kernel_size=kernel_size, stride=stride)
+        self.kernel_size, self.stride = int(kernel_size), int(stride)
+
+    def forward(self, params, x):
+        k, s = self.kernel_size, self.stride
+        if x.ndim < 3:
+            raise ValueError(f"{self!r} expected x of shape (N, C, H, W), got shape {x.shape}")
+        if min(x.shape[-2:]) < k:
+            raise ValueError(f"{self!r}: kernel {k}x{k} is larger than the input "
+                             f"{x.shape[-2]}x{x.shape[-1]}")
+        windows = sliding_window_view(x, (k, k), axis=(-2, -1))[..., ::s, ::s, :, :]
+        windows = windows.reshape(windows.shape[:-2] + (k * k,))    # (..., Ho, Wo, k k)
+        winner = windows.real.argmax(axis=-1)[..., None]            # (..., Ho, Wo, 1)
+        y = np.take_along_axis(windows, winner, axis=-1)[..., 0]
+        return y, (x.shape, winner[..., 0])
+
+    def backward(self, params, cache, dy):
+        xshape, winner = cache
+        k, s = self.kernel_size, self.stride
+        Ho, Wo = dy.shape[-2:]
+        dx = np.zeros(xshape, dtype=dy.dtype)
+        for i in range(k):
+            for j in range(k):
+                dx[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s] += \
+                    np.where(winner == i * k + j, dy, 0)
+        return dx, {}
+
+
+class BatchNorm(Layer):
+    """Normalize each channel with its batch statistics, then scale and shift.
+
+    y = gamma * xhat + beta,  xhat = (x - mean) / sqrt(var + eps), statistics over
+    samples and positions (per task on the task axis); no running averages.
+
+    Shapes: x (T?, N, C, ...), gamma (T?, C), beta (T?, C) -> y like x.
+    """
+
+    def __init__(self, num_channels, eps=1e-5):
+        _check_positive_int("BatchNorm", num_channels=num_channels)
+        if not eps > 0:
+            raise ValueError(f"BatchNorm: eps must be positive, got {eps!r}")
+        self.num_channels, self.eps = int(num_channels), float(eps)
+
+    def param_shapes(self):
+        return {"gamma": (self.num_channels,), "beta": (self.num_channels,)}
+
+    def init(self, rng, dtype=np.float64):
+        C = self.num_channels
+        return {"gamma": np.ones(C, dtype=dtype), "beta": np.zeros(C, dtype=dtype)}
+
+    def _axes(self, params, x):
+        """Reduction axes (samples and positions) and the broadcast shape of gamma."""
+        gamma = params["gamma"]
+        c = gamma.ndim                                    # channel axis of x: 1, or 2 with tasks
+        if x.ndim < c + 1 or x.shape[c] != self.num_channels:
+            raise ValueError(f"{self!r} expected x of shape {'(T, ' if c == 2 else '('}N, "
+                             f"{self.num_channels}, ...), got shape {x.shape}")
+        if c == 2 and x.shape[0] != gamma.shape[0]:
+            raise ValueError(f"{self!r} has parameters for T = {gamma.shape[0]} tasks but x has "
+                             f"{x.shape[0]} on its leading (task) axis")
+        axes = (c - 1,) + tuple(range(c + 1, x.ndim))
+        return axes, gamma.shape[:-1] + (1, self.num_channels) + (1,) * (x.ndim - c - 1)
+
+    def forward(self, params, x):
+        axes, shape = self._axes(params, x)
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        inv_std = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + self.eps)
+        xhat = xc * inv_std                               # zero mean, unit variance per channel
+        y = params["gamma"].reshape(shape) * xhat + params["beta"].reshape(shape)
+        return y, (xhat, inv_std, axes, shape)
+
+    def backward(self, params, cache, dy):
+        xhat, inv_std, axes, shape = cache
+        dbeta = dy.sum(axis=axes)                         # (T?, C)
+        dgamma = (dy * xhat).sum(axis=axes)               # (T?, C)
+        # dx = gamma / std * (dy - mean(dy) - xhat mean(dy xhat)): d xhat / dx removes
+        # the mean and the component along xhat, then divides by std.
+        n = xhat.size // dbeta.size
+        dx = (params["gamma"].reshape(shape) * inv_std) * (
+            dy - (dbeta.reshape(shape) + xhat * dgamma.reshape(shape)) / n)
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+class ReLU(Layer):
+    """y = max(x, 0); dx = dy where x > 0."""
+
+    def forward(self, params, x):
+        mask = x.real > 0
+        return x * mask, mask
+
+    def backward(self, params, mask, dy):
+        return dy * mask, {}
+
+
+class Tanh(Layer):
+    """y = tanh(x); dx = dy (1 - y^2)."""
+
+    def forward(self, params, x):
+        y = np.tanh(x)
+        return y, y
+
+    def backward(self, params, y, dy):
+        return dy * (1 - y * y), {}
+
+
+class Flatten(Layer):
+    """Merge the last ``num_axes`` axes: (..., C, H, W) -> (..., C H W) for the default 3."""
+
+    def __init__(self, num_axes=3):
+        _check_positive_int("Flatten", num_axes=num_axes)
+        self.num_axes = int(num_axes)
+
+    def forward(self, params, x):
+        if x.ndim < self.num_axes + 1:
+            raise ValueError(f"{self!r} expected x with a sample axis and {self.num_axes} axes to "
+                             f"merge, got shape {x.shape}")
+        return x.reshape(x.shape[:-self.num_axes] + (-1,)), x.shape
+
+    def backward(self, params, xshape, dy):
+        return dy.reshape(xshape), {}
