@@ -97,6 +97,9 @@ class Sequential:
 
     def _loss_and_grad(self, theta, x, y, loss):
         pred, cache = self.forward(theta, x)
+        y = np.asarray(y)
+        if y.dtype.kind == "f" and y.dtype != pred.real.dtype:   # float32 stays float32
+            y = y.astype(pred.real.dtype)
         value, dpred = loss(pred, y, task_axis=theta.ndim == 2)
         return value, self.backward(theta, cache, dpred)[1]
 

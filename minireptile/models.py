@@ -1,0 +1,19 @@
+"""The paper's two networks, built from the layers."""
+from .layers import BatchNorm, Conv2d, Flatten, Linear, ReLU, Tanh
+from .net import Sequential
+
+
+def sine_mlp(hidden=64):
+    """The sine demo's regressor: 1 -> hidden -> hidden -> 1 with tanh."""
+    return Sequential(Linear(1, hidden), Tanh(), Linear(hidden, hidden), Tanh(), Linear(hidden, 1))
+
+
+def omniglot_net(ways=5, width=64, blocks=4, image_size=28, in_channels=1):
+    """The paper's Omniglot classifier: blocks x [Conv 3x3 stride 2 padding 1, BatchNorm, ReLU],
+    Flatten, Linear(width * s * s, ways), where s is the spatial size after the blocks
+    (28 -> 14 -> 7 -> 4 -> 2, so Linear(256, ways) at the default width)."""
+    layers, channels, size = [], in_channels, image_size
+    for _ in range(blocks):
+        layers += [Conv2d(channels, width, 3, stride=2, padding=1), BatchNorm(width), ReLU()]
+        channels, size = width, (size + 1) // 2
+    return Sequential(*layers, Flatten(), Linear(width * size * size, ways))

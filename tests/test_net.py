@@ -1,0 +1,146 @@
+"""Whole networks: gradients, exact Hessian-vector products, the task axis, float32."""
+import numpy as np
+import pytest
+
+import minireptile as mr
+from minireptile.layers import ReLU
+
+
+def sine_case(rng, T=None):
+    net = mr.sine_mlp()
+    lead = () if T is None else (T,)
+    theta = net.init(rng) + np.zeros(lead + (1,))
+    x = rng.uniform(-5, 5, size=lead + (10, 1))
+    return net, theta, x, np.sin(x), mr.mse
+
+
+def conv_case(rng, T=None):
+    """The paper's Omniglot net at reduced width and image size: 12 -> 6 -> 3 -> 2 -> 1."""
+    net = mr.omniglot_net(ways=3, width=4, image_size=12)
+    lead = () if T is None else (T,)
+    theta = net.init(rng) + 0.05 * rng.standard_normal(lead + (net.num_params,))
+    x = rng.uniform(0, 1, size=lead + (6, 1, 12, 12))
+    return net, theta, x, rng.integers(0, 3, size=lead + (6,)), mr.softmax_cross_entropy
+
+
+CASES = {"sine": sine_case, "conv": conv_case}
+
+
+def relu_masks(net, theta, x):
+    _, cache = net.forward(theta, x)
+    return [c for layer, (_, c) in zip(net.layers, cache) if isinstance(layer, ReLU)]
+
+
+def assert_no_kink_between(net, x, *thetas):
+    """Central differences are only valid if no ReLU switches between the points compared."""
+    masks = [relu_masks(net, t, x) for t in thetas]
+    for other in masks[1:]:
+        for a, b in zip(masks[0], other):
+            assert np.array_equal(a, b), "a ReLU switched between the points compared"
+
+
+def test_parameter_names_and_views():
+    net = mr.sine_mlp()
+    theta = net.init(np.random.default_rng(0))
+    views = net.unflatten(theta)
+    assert list(views) == ["0.W", "0.b", "2.W", "2.b", "4.W", "4.b"]
+    assert views["2.W"].shape == (64, 64) and net.num_params == 64 + 64 + 64 * 64 + 64 + 64 + 1
+    views["2.W"][0, 0] = 123.0                        # views, not copies
+    assert theta[128] == 123.0
+    batch = np.stack([theta, theta])
+    assert net.unflatten(batch)["2.W"].shape == (2, 64, 64)
+    assert np.shares_memory(net.unflatten(batch)["2.W"], batch)
+
+
+def test_init_fan_in_uniform_and_batchnorm_identity():
+    net = mr.omniglot_net()
+    views = net.unflatten(net.init(np.random.default_rng(0)))
+    bound = 1 / np.sqrt(64 * 9)
+    assert np.abs(views["3.W"]).max() <= bound and np.abs(views["3.W"]).max() > 0.9 * bound
+    np.testing.assert_array_equal(views["1.gamma"], 1.0)
+    np.testing.assert_array_equal(views["1.beta"], 0.0)
+    assert views["13.W"].shape == (256, 5)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("T", [None, 2])
+def test_loss_and_grad_against_central_differences(case, T):
+    rng = np.random.default_rng(3)
+    net, theta, x, y, loss = CASES[case](rng, T)
+    value, grad = net.loss_and_grad(theta, x, y, loss)
+    assert grad.shape == theta.shape and np.shape(value) == (() if T is None else (T,))
+    f = lambda th: np.sum(net.loss_and_grad(th, x, y, loss)[0])
+    d = rng.standard_normal((8,) + theta.shape)
+    assert_no_kink_between(net, x, theta, *(theta + 1e-6 * d), *(theta - 1e-6 * d))
+    assert mr.check_gradient(f, theta, grad, rng, max_coords=1200) <= 1e-6
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("T", [None, 2])
+def test_hvp_against_central_differences_and_symmetric(case, T):
+    rng = np.random.default_rng(4)
+    net, theta, x, y, loss = CASES[case](rng, T)
+    h = 1e-6
+    for _ in range(3):
+        u, v = rng.standard_normal((2,) + theta.shape)
+        hv = net.hvp(theta, x, y, v, loss)
+        assert_no_kink_between(net, x, theta, theta + h * v, theta - h * v)
+        numeric = (net.loss_and_grad(theta + h * v, x, y, loss)[1]
+                   - net.loss_and_grad(theta - h * v, x, y, loss)[1]) / (2 * h)
+        assert mr.rel_error(hv, numeric) <= 1e-6
+        uhv, vhu = np.sum(u * hv, axis=-1), np.sum(v * net.hvp(theta, x, y, u, loss), axis=-1)
+        np.testing.assert_allclose(uhv, vhu, rtol=1e-10)
+
+
+def test_hvp_is_linear_in_v_and_zero_for_zero_v():
+    rng = np.random.default_rng(5)
+    net, theta, x, y, loss = sine_case(rng)
+    u, v = rng.standard_normal((2, net.num_params))
+    np.testing.assert_allclose(net.hvp(theta, x, y, 2 * u - 3 * v, loss),
+                               2 * net.hvp(theta, x, y, u, loss) - 3 * net.hvp(theta, x, y, v, loss),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(net.hvp(theta, x, y, np.zeros_like(theta), loss), 0.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_task_axis_equals_separate_calls(case):
+    rng = np.random.default_rng(6)
+    T = 3
+    net, theta, x, y, loss = CASES[case](rng, T)
+    v = rng.standard_normal(theta.shape)
+    out, _ = net.forward(theta, x)
+    values, grads = net.loss_and_grad(theta, x, y, loss)
+    hvs = net.hvp(theta, x, y, v, loss)
+    for t in range(T):
+        np.testing.assert_allclose(out[t], net.forward(theta[t], x[t])[0], rtol=1e-12, atol=1e-14)
+        value_t, grad_t = net.loss_and_grad(theta[t], x[t], y[t], loss)
+        np.testing.assert_allclose(values[t], value_t, rtol=1e-12)
+        np.testing.assert_allclose(grads[t], grad_t, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(hvs[t], net.hvp(theta[t], x[t], y[t], v[t], loss),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_end_to_end(case):
+    rng = np.random.default_rng(7)
+    net, theta64, x, y, loss = CASES[case](rng)
+    theta = theta64.astype(np.float32)
+    pred, _ = net.forward(theta, x)                   # float64 data is cast to theta's dtype
+    value, grad = net.loss_and_grad(theta, x, y, loss)
+    hv = net.hvp(theta, x, y, np.ones_like(theta), loss)
+    assert pred.dtype == grad.dtype == hv.dtype == np.float32
+    assert net.init(rng, dtype=np.float32).dtype == np.float32
+    _, grad64 = net.loss_and_grad(theta.astype(np.float64), x, y, loss)
+    assert mr.rel_error(grad, grad64) < 1e-4
+    assert mr.rel_error(hv, net.hvp(theta.astype(np.float64), x, y, np.ones_like(theta64), loss)) < 1e-3
+
+
+def test_backward_returns_input_gradient():
+    rng = np.random.default_rng(8)
+    net, theta, x, y, loss = conv_case(rng)
+    pred, cache = net.forward(theta, x)
+    dy = rng.standard_normal(pred.shape)
+    dx, _ = net.backward(theta, cache, dy)
+    assert dx.shape == x.shape
+    f = lambda x_: np.sum(net.forward(theta, x_)[0] * dy)
+    assert mr.check_gradient(f, x, dx, rng) <= 1e-6
