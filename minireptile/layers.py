@@ -82,17 +82,20 @@ class Linear(Layer):
 
     def forward(self, params, x):
         W, b = params["W"], params["b"]
-        self._check_input(x, "(N, in)", W.shape[0] if W.ndim == 3 else None)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"{self!r} expected {self.in_features} input features in the last "
-                             f"axis of x, got shape {x.shape}")
-        y = x @ W + b[..., None, :]                       # (T?, N, out)
+        if x.ndim != W.ndim or x.shape[-1] != self.in_features or (
+                W.ndim == 3 and x.shape[0] != W.shape[0]):
+            self._check_input(x, "(N, in)", W.shape[0] if W.ndim == 3 else None)
+            if x.shape[-1] != self.in_features:
+                raise ValueError(f"{self!r} expected {self.in_features} input features in the "
+                                 f"last axis of x, got shape {x.shape}")
+        y = x @ W                                         # (T?, N, out)
+        y += b[..., None, :]
         return y, x
 
     def backward(self, params, x, dy):
-        dW = np.swapaxes(x, -1, -2) @ dy                  # dL/dW = x^T dy      (T?, in, out)
+        dW = x.mT @ dy                                    # dL/dW = x^T dy      (T?, in, out)
         db = dy.sum(axis=-2)                              # dL/db = sum_n dy    (T?, out)
-        dx = dy @ np.swapaxes(params["W"], -1, -2)        # dL/dx = dy W^T      (T?, N, in)
+        dx = dy @ params["W"].mT                          # dL/dx = dy W^T      (T?, N, in)
         return dx, {"W": dW, "b": db}
 
 
@@ -160,8 +163,8 @@ class Conv2d(Layer):
         Wm = W.reshape(tasks + (O, C * k * k))                        # (T?, O, C k k)
         dyc = np.swapaxes(dy, -4, -3).reshape(tasks + (O, -1))        # (T?, O, N Ho Wo)
         db = dyc.sum(axis=-1)                                         # (T?, O)
-        dW = (dyc @ np.swapaxes(cols, -1, -2)).reshape(W.shape)       # dy cols^T
-        dcols = (np.swapaxes(Wm, -1, -2) @ dyc).reshape(tasks + (C, k, k, N, Ho, Wo))  # W^T dy
+        dW = (dyc @ cols.mT).reshape(W.shape)                         # dy cols^T
+        dcols = (Wm.mT @ dyc).reshape(tasks + (C, k, k, N, Ho, Wo))   # W^T dy
         # col2im: each kernel offset (i, j) adds its share back onto the pixels it read.
         dxp = np.zeros(tasks + (C, N, H + 2 * p, Wd + 2 * p), dtype=dcols.dtype)
         for i in range(k):

@@ -75,14 +75,13 @@ class Sequential:
 
     def backward(self, theta, cache, dy):
         """dx and the flat gradient (like theta) from the upstream gradient dy = dL/dy."""
-        grad = np.empty(theta.shape, dtype=np.result_type(theta, dy))
         lead = theta.shape[:-1]
+        pieces = []                                       # gradients, last layer first
         for layer, slots, (params, layer_cache) in zip(self.layers[::-1], self._slots[::-1],
                                                        cache[::-1]):
             dy, grads = layer.backward(params, layer_cache, dy)
-            for name, sl, _ in slots:
-                grad[..., sl] = grads[name].reshape(lead + (-1,))
-        return dy, grad
+            pieces += [grads[name].reshape(lead + (-1,)) for name, _, _ in slots[::-1]]
+        return dy, np.concatenate(pieces[::-1], axis=-1) if pieces else np.zeros(theta.shape)
 
     def loss_and_grad(self, theta, x, y, loss):
         """Loss value (scalar, or (T,)) and its gradient with respect to theta (like theta).
