@@ -22,7 +22,7 @@ def matmul_flops(net, theta, x):
     _, cache = net.forward(theta, x)
     tasks = theta.shape[0] if theta.ndim == 2 else 1
     flops = 0
-    for layer, (_, c) in zip(net.layers, cache):
+    for layer, _, _, c in cache:
         if isinstance(layer, Linear):
             rows = c.shape[-2]
             flops += 3 * 2 * rows * layer.in_features * layer.out_features

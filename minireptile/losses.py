@@ -21,9 +21,10 @@ def mse(pred, target, task_axis=False):
     target = np.asarray(target)
     _check_pair("mse", pred, target)
     diff = pred - target
-    axes = tuple(range(int(task_axis), diff.ndim))
-    n = diff[0].size if task_axis else diff.size
-    return (diff * diff).sum(axis=axes) / n, diff * (2.0 / n)
+    n = diff.size // len(diff) if task_axis else diff.size      # elements per task
+    sq = diff * diff
+    value = sq.reshape(len(sq), -1).sum(axis=1) / n if task_axis else sq.sum() / n
+    return value, diff * (2.0 / n)
 
 
 def _check_labels(name, logits, labels):

@@ -6,6 +6,9 @@ from .params import ParamSpec
 # Complex-step size for hvp, per real dtype: far below the rounding error of the
 # result (the truncation error is O(h^2)) yet far above the underflow threshold.
 _COMPLEX_STEP = {np.dtype(np.float64): 1e-20, np.dtype(np.float32): 1e-10}
+_REAL = {np.dtype(t): np.dtype(r) for t, r in [(np.float64, np.float64), (np.float32, np.float32),
+                                               (np.complex128, np.float64), (np.complex64, np.float32),
+                                               (np.float16, np.float16)]}
 
 
 class Sequential:
@@ -51,7 +54,7 @@ class Sequential:
     def _check(self, theta, x):
         theta = self.spec.check(theta)
         x = np.asarray(x)
-        real = theta.real.dtype
+        real = _REAL[theta.dtype]
         if x.dtype != real:
             x = x.astype(real)
         if theta.ndim == 2 and (x.ndim == 0 or x.shape[0] != theta.shape[0]):
@@ -64,24 +67,25 @@ class Sequential:
         theta, x = self._check(theta, x)
         lead = theta.shape[:-1]
         cache = []
-        for i, (layer, slots) in enumerate(zip(self.layers, self._slots)):
-            params = {name: theta[..., sl].reshape(lead + shape) for name, sl, shape in slots}
-            try:
+        try:
+            for layer, slots in zip(self.layers, self._slots):
+                params = {name: theta[..., sl].reshape(lead + shape) for name, sl, shape in slots}
                 x, layer_cache = layer.forward(params, x)
-            except ValueError as err:
-                raise ValueError(f"layer {i}: {err}") from None
-            cache.append((params, layer_cache))
+                cache.append((layer, slots, params, layer_cache))
+        except ValueError as err:
+            raise ValueError(f"layer {len(cache)}: {err}") from None
         return x, cache
 
     def backward(self, theta, cache, dy):
         """dx and the flat gradient (like theta) from the upstream gradient dy = dL/dy."""
-        lead = theta.shape[:-1]
-        pieces = []                                       # gradients, last layer first
-        for layer, slots, (params, layer_cache) in zip(self.layers[::-1], self._slots[::-1],
-                                                       cache[::-1]):
+        flat = theta.shape[:-1] + (-1,)
+        pieces = []                                       # gradients, last parameter first
+        for layer, slots, params, layer_cache in reversed(cache):
             dy, grads = layer.backward(params, layer_cache, dy)
-            pieces += [grads[name].reshape(lead + (-1,)) for name, _, _ in slots[::-1]]
-        return dy, np.concatenate(pieces[::-1], axis=-1) if pieces else np.zeros(theta.shape)
+            for name, _, _ in reversed(slots):
+                pieces.append(grads[name].reshape(flat))
+        pieces.reverse()
+        return dy, np.concatenate(pieces, axis=-1) if pieces else np.zeros(theta.shape)
 
     def loss_and_grad(self, theta, x, y, loss):
         """Loss value (scalar, or (T,)) and its gradient with respect to theta (like theta).

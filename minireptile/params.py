@@ -31,6 +31,9 @@ class ParamSpec:
 
     def check(self, theta, what="theta"):
         """Return ``theta`` as an array after checking it is (P,) or (T, P)."""
+        if (type(theta) is np.ndarray and 1 <= theta.ndim <= 2 and theta.shape[-1] == self.size
+                and theta.dtype.kind in "fc"):
+            return theta                                  # the common case, checked cheaply
         theta = np.asarray(theta)
         if theta.ndim not in (1, 2) or theta.shape[-1] != self.size:
             raise ValueError(

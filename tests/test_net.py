@@ -28,7 +28,7 @@ CASES = {"sine": sine_case, "conv": conv_case}
 
 def relu_masks(net, theta, x):
     _, cache = net.forward(theta, x)
-    return [c for layer, (_, c) in zip(net.layers, cache) if isinstance(layer, ReLU)]
+    return [c for layer, _, _, c in cache if isinstance(layer, ReLU)]
 
 
 def assert_no_kink_between(net, x, *thetas):

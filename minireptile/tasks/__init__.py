@@ -1,0 +1,1 @@
+"""Task families: sine-wave regression and Omniglot few-shot classification."""

@@ -1,0 +1,108 @@
+"""The meta-training loop: exact resume, Ctrl-C, divergence, bad configuration, and that it learns."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import minireptile as mr
+from minireptile.tasks.sine import SineTasks, evaluate
+from minireptile.train import meta_train
+
+FAMILY = SineTasks()
+
+
+def sampler(T=1):
+    return lambda rng: FAMILY.training_batches(rng, T)
+
+
+def train(iterations, hidden=16, **kwargs):
+    net = mr.sine_mlp(hidden=hidden)
+    theta = net.init(np.random.default_rng(0))
+    args = dict(iterations=iterations, lr=0.02, meta_step=0.1, progress=False, seed=1) | kwargs
+    sample = args.pop("sample", sampler(args.pop("meta_batch", 1)))
+    return net, meta_train(net, theta, sample, mr.mse, **args)
+
+
+def interrupt_at(n):
+    def callback(iteration, theta):
+        if iteration == n:
+            os.kill(os.getpid(), signal.SIGINT)      # what Ctrl-C sends
+    return callback
+
+
+@pytest.mark.parametrize("outer,inner,method,meta_batch", [
+    ("sgd", "sgd", "reptile", 1), ("adam", "adam", "fomaml", 3), ("sgd", "sgd", "maml", 2)])
+def test_stop_and_resume_is_bitwise_identical(tmp_path, outer, inner, method, meta_batch):
+    N = 30
+    kwargs = dict(outer=outer, inner=inner, method=method, meta_batch=meta_batch,
+                  meta_step=0.01 if outer == "adam" else 0.1, lr=0.001 if inner == "adam" else 0.02)
+    _, whole = train(2 * N, **kwargs)
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(KeyboardInterrupt, match=f"stopped at iteration {N}"):
+        train(2 * N, checkpoint=ckpt, checkpoint_every=7, callback=interrupt_at(N), **kwargs)
+    with np.load(ckpt) as saved:                      # Ctrl-C wrote the state after iteration N
+        assert int(saved["iteration"]) == N
+    _, resumed = train(2 * N, checkpoint=ckpt, resume=True, **kwargs)
+    np.testing.assert_array_equal(resumed.theta, whole.theta)
+    np.testing.assert_array_equal(resumed.history, whole.history)
+
+
+def test_checkpoint_of_a_finished_run_holds_theta(tmp_path):
+    ckpt = tmp_path / "run" / "ckpt.npz"
+    _, result = train(20, checkpoint=ckpt, checkpoint_every=5)
+    np.testing.assert_array_equal(mr.load_theta(ckpt), result.theta)
+    assert not [p for p in os.listdir(ckpt.parent) if ".tmp" in p]   # no temporary files left
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    train(10, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="different configuration.*'lr': \\(0.02, 0.03\\)"):
+        train(10, checkpoint=ckpt, resume=True, lr=0.03)
+
+
+def test_divergence_names_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    good = FAMILY.training_batches(np.random.default_rng(0), 1)
+
+    def sample(rng):
+        x, y = good[0]
+        return [(x, y * 1e200)] if sample.calls > 12 else good    # the loss overflows to inf
+    sample.calls = 0
+
+    def count(iteration, theta):
+        sample.calls = iteration
+    with pytest.raises(FloatingPointError, match="diverged at iteration 13.*last good checkpoint"):
+        train(50, sample=sample, checkpoint=ckpt, checkpoint_every=5, callback=count)
+    with np.load(ckpt) as saved:
+        assert int(saved["iteration"]) == 10 and np.isfinite(saved["theta"]).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(meta_step=1.5), r"meta_step \(the outer step size eps\) must lie in \[0, 1\], got 1.5"),
+    (dict(meta_step_final=-0.1), r"meta_step_final .* must lie in \[0, 1\], got -0.1"),
+    (dict(lr=0), "lr .* must be positive, got 0"),
+    (dict(iterations=0), "iterations must be a positive integer, got 0"),
+    (dict(outer="rmsprop"), "outer must be 'sgd' or 'adam', got 'rmsprop'"),
+    (dict(inner="rmsprop"), "inner must be 'sgd' or 'adam', got 'rmsprop'"),
+    (dict(meta_batch=0), r"meta_batch \(tasks per meta-iteration\) must be a positive integer, got 0"),
+    (dict(method=[1, 1]), "method weights must have length k = 5"),
+    (dict(method="maml", inner="adam"), "maml.*use inner='sgd'"),
+])
+def test_bad_training_configuration(kwargs, match):
+    kwargs = dict(iterations=3) | kwargs
+    with pytest.raises(ValueError, match=match):
+        train(**kwargs)
+
+
+def test_short_meta_training_beats_random_initialization():
+    net, result = train(300, hidden=64, meta_batch=8, meta_step=1.0)
+    trained = evaluate(net, result.theta, tasks=50)["mse"][-1]
+    random = evaluate(net, net.init(np.random.default_rng(0)), tasks=50)["mse"][-1]
+    assert np.mean(trained) < 0.8 * np.mean(random)
+
+
+def test_annealed_meta_step_reaches_the_final_value():
+    assert mr.meta.linear_schedule(0.1, 0.0, 0, 100) == 0.1
+    np.testing.assert_allclose(mr.meta.linear_schedule(0.1, 0.0, 99, 100), 0.001)
