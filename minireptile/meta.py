@@ -74,15 +74,20 @@ def meta_direction(net, theta, batches, lr, loss, method="reptile", inner="sgd",
         g, losses = maml_gradient(net, theta, batches, lr, loss)
         return lr * g, losses, state
     weights = combination_weights(method, k)
-    used = int(np.flatnonzero(weights).max(initial=0)) + 1    # later steps would not count
+    nonzero = np.flatnonzero(weights)
+    used = int(nonzero[-1]) + 1 if len(nonzero) else 1         # later steps would not count
     if inner == "sgd":
-        phi, grads, losses = run_sgd(net, theta, batches[:used], lr, loss)
-        steps = grads if np.all(weights == 1) else [lr * g for g in grads]
+        phi, steps, losses = run_sgd(net, theta, batches[:used], lr, loss)
+        scale = lr                                             # an SGD step is lr g_i
     else:
         phi, steps, losses, state = run_adam(net, theta, batches[:used], lr, loss, state)
-    if np.all(weights == 1):                                  # Reptile: the whole displacement
+        scale = 1.0
+    if len(nonzero) == k and np.all(weights == 1):             # Reptile: the whole displacement
         return theta - phi, losses, state
-    return weights[:used] @ np.stack(steps, axis=-2), losses, state
+    direction = np.zeros_like(phi)
+    for i in nonzero:
+        direction += (scale * weights[i]) * steps[i]
+    return direction, losses, state
 
 
 def maml_gradient(net, theta, batches, lr, loss):

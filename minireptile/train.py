@@ -121,22 +121,21 @@ def meta_train(net, theta, sample, loss, *, iterations, lr, method="reptile", in
             batches = sample(rng)
             T = len(batches[0][0])
             if T == 1:          # one task: the plain single-task path, no task axis to carry
-                batches = [(x[0], y[0]) for x, y in batches]
-                tasks = theta
+                direction, losses, new_inner = meta_direction(
+                    net, theta, [(x[0], y[0]) for x, y in batches], lr, loss, method, inner, inner_state)
             else:
-                tasks = np.broadcast_to(theta, (T,) + theta.shape)                  # (T, P)
-            direction, losses, new_inner = meta_direction(net, tasks, batches, lr, loss, method,
-                                                          inner, inner_state)
-            direction, losses = direction.reshape(T, -1), losses.reshape(T, -1)
+                direction, losses, new_inner = meta_direction(
+                    net, np.broadcast_to(theta, (T,) + theta.shape), batches, lr, loss, method,
+                    inner, inner_state)
+                direction, losses = direction.mean(axis=0), losses.mean(axis=0)   # over tasks
             if not np.isfinite(losses).all():
                 kept = f"; the last good checkpoint {checkpoint} is kept" if checkpoint else ""
-                raise FloatingPointError(f"meta-training diverged at iteration {it}: the inner loss "
-                                         f"is {losses.ravel()[~np.isfinite(losses.ravel())][0]}{kept}")
-            direction = np.add.reduce(direction, axis=0) / len(direction)    # mean over tasks
+                raise FloatingPointError(f"meta-training diverged at iteration {it}: the inner "
+                                         f"losses are {losses}{kept}")
             theta = outer_opt.step(theta, direction, linear_schedule(
                 meta_step, meta_step_final, it, iterations))
             inner_state = new_inner
-            history[it] = np.add.reduce(losses[:, [0, -1]], axis=0) / len(losses)
+            history[it] = losses[0], losses[-1]
             it += 1
             bar.update(1)
             if it % 100 == 0 or it == iterations:

@@ -39,8 +39,8 @@ class SineTasks:
         amplitude, phase = self.sample(rng, T)
         if not 1 <= batch_size <= self.points:
             raise ValueError(f"batch_size must lie in [1, {self.points}], got {batch_size!r}")
-        order = rng.permuted(np.broadcast_to(np.arange(self.points), (T, self.points)), axis=1)
-        x = self.x_all[order][..., None]                       # (T, points, 1)
+        order = np.argsort(rng.random((T, self.points)), axis=1)   # a permutation per task
+        x = self.x_all[order][..., None]                           # (T, points, 1)
         y = self.f(x, amplitude, phase)
         return [(x[:, i:i + batch_size], y[:, i:i + batch_size])
                 for i in range(0, self.points - batch_size + 1, batch_size)]
@@ -51,28 +51,72 @@ def _check_meta_batch(T):
         raise ValueError(f"meta_batch (tasks per meta-iteration) must be a positive integer, got {T!r}")
 
 
-def evaluate(net, theta, tasks=100, seed=12345, shots=10, steps=32, lr=0.02,
-             record=(0, 1, 8, 16, 32), family=SineTasks()):
-    """Adapt theta to held-out tasks by full-batch SGD on ``shots`` points; MSE on all points.
+def adapt(net, theta, x_support, y_support, x_query, steps=32, lr=0.02, record=(0, 1, 8, 16, 32)):
+    """Predictions on x_query after each recorded number of full-batch SGD steps on the support set.
 
-    Returns {"mse": (len(record), tasks) array, "steps": record, "tasks": (A, b, support x)}.
-    All tasks adapt together on the task axis.
+    Shapes: theta (P,) or (T, P); x_support, y_support (T, K, 1); x_query (T, Q, 1)
+    -> (len(record), T, Q, 1). All T tasks adapt together on the task axis.
     """
     check_inner([None], lr)
-    if max(record) > steps:
-        raise ValueError(f"record asks for step {max(record)} but only {steps} steps are run")
-    rng = np.random.default_rng(seed)
-    amplitude, phase = family.sample(rng, tasks)
-    idx = np.argsort(rng.random((tasks, family.points)), axis=1)[:, :shots]   # without replacement
-    x_all = np.broadcast_to(family.x_all[None, :, None], (tasks, family.points, 1))
-    x_support = family.x_all[idx][..., None]                                 # (T, shots, 1)
-    y_support, y_all = family.f(x_support, amplitude, phase), family.f(x_all, amplitude, phase)
-    phi = np.broadcast_to(theta, (tasks,) + np.shape(theta)[-1:]).copy()
-    curves = []
+    if max(record) > steps or min(record) < 0:
+        raise ValueError(f"record must lie in [0, steps = {steps}], got {tuple(record)}")
+    T = len(x_support)
+    phi = np.broadcast_to(theta, (T, np.shape(theta)[-1]))
+    predictions = []
     for step in range(steps + 1):
         if step in record:
-            curves.append(mse(net.forward(phi, x_all)[0], y_all, task_axis=True)[0])
+            predictions.append(net.forward(phi, x_query)[0])
         if step < steps:
             phi = phi - lr * net.loss_and_grad(phi, x_support, y_support, mse)[1]
-    return {"mse": np.array(curves), "steps": list(record),
-            "tasks": (amplitude, phase, x_support)}
+    return np.stack(predictions)
+
+
+def held_out_tasks(tasks=100, seed=12345, shots=10, family=SineTasks()):
+    """Held-out tasks with their own seed: A, b (T,), x_support (T, shots, 1) drawn from
+    x_all without replacement, and x_all (T, points, 1)."""
+    _check_meta_batch(tasks)
+    if not 1 <= shots <= family.points:
+        raise ValueError(f"shots must lie in [1, {family.points}], got {shots!r}")
+    rng = np.random.default_rng(seed)
+    amplitude, phase = family.sample(rng, tasks)
+    idx = np.argsort(rng.random((tasks, family.points)), axis=1)[:, :shots]
+    x_support = family.x_all[idx][..., None]
+    x_all = np.broadcast_to(family.x_all[None, :, None], (tasks, family.points, 1))
+    return amplitude, phase, x_support, x_all
+
+
+def evaluate(net, theta, tasks=100, seed=12345, shots=10, steps=32, lr=0.02,
+             record=(0, 1, 8, 16, 32), family=SineTasks()):
+    """MSE on all 50 points of held-out tasks after adapting on ``shots`` of them.
+
+    Returns {"steps": record, "mse": (len(record), tasks) array}.
+    """
+    amplitude, phase, x_support, x_all = held_out_tasks(tasks, seed, shots, family)
+    y_support, y_all = family.f(x_support, amplitude, phase), family.f(x_all, amplitude, phase)
+    predictions = adapt(net, theta, x_support, y_support, x_all, steps, lr, record)
+    return {"steps": list(record), "mse": ((predictions - y_all) ** 2).mean(axis=(2, 3))}
+
+
+def summarize(evaluation):
+    """{"steps", "mean", "median"} of an evaluation, as plain lists for JSON."""
+    mse = evaluation["mse"]
+    return {"steps": evaluation["steps"], "mean": mse.mean(axis=1).tolist(),
+            "median": np.median(mse, axis=1).tolist()}
+
+
+def train(iterations=30000, seed=0, method="reptile", meta_batch=1, lr=0.02, meta_step=0.1,
+          meta_step_final=0.0, batch_size=10, hidden=64, dtype=np.float64, family=SineTasks(),
+          **loop):
+    """Meta-train the 1-64-64-1 tanh MLP on sine tasks; returns (net, TrainResult).
+
+    ``loop`` goes to ``meta_train`` (checkpoint, resume, progress, evaluate, ...).
+    """
+    from ..models import sine_mlp
+    from ..train import meta_train
+    _check_meta_batch(meta_batch)
+    net = sine_mlp(hidden)
+    theta = net.init(np.random.default_rng(seed), dtype=dtype)
+    result = meta_train(net, theta, lambda rng: family.training_batches(rng, meta_batch, batch_size),
+                        mse, iterations=iterations, lr=lr, method=method, meta_step=meta_step,
+                        meta_step_final=meta_step_final, seed=seed, **loop)
+    return net, result

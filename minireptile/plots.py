@@ -1,0 +1,53 @@
+"""Figures. The only module that imports matplotlib (with the file-only Agg backend)."""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def sine_panels(panels, path):
+    """One panel per model: the true curve, the support points and the adapted predictions.
+
+    panels: [(title, x (Q,), y_true (Q,), x_support (K,), y_support (K,), {step: prediction (Q,)})].
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True,
+                             squeeze=False)
+    for ax, (title, x, y_true, xs, ys, predictions) in zip(axes[0], panels):
+        ax.plot(x, y_true, color="black", lw=2, label="true function")
+        colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(predictions)))
+        for color, (step, pred) in zip(colors, predictions.items()):
+            ax.plot(x, pred, color=color, lw=1.5, label=f"after {step} steps")
+        ax.scatter(xs, ys, color="crimson", zorder=5, label="support points")
+        ax.set_title(title)
+        ax.set_xlabel("x")
+    axes[0, 0].set_ylabel("y")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    return _save(fig, path)
+
+
+def learning_curves(curves, path, xlabel="outer iteration", ylabel="", title="", hlines=None,
+                    logy=False):
+    """curves: {label: (x, y)}; hlines: {label: y} drawn dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label, lw=1.5)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, ls="--", color="gray", lw=1)
+        ax.annotate(label, (ax.get_xlim()[0], y), fontsize=8, color="gray",
+                    xytext=(3, 3), textcoords="offset points")
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
