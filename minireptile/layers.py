@@ -100,14 +100,15 @@ class Linear(Layer):
 
 
 class Conv2d(Layer):
-    """2-D cross-correlation, vectorized by im2col: y = W cols + b.
+    """2-D cross-correlation, vectorized by im2col: y = cols W^T + b.
 
     Shapes: x (T?, N, C, H, W), W (T?, O, C, kh, kw), b (T?, O) -> y (T?, N, O, Ho, Wo),
     with Ho = (H + 2 padding - kh) // stride + 1 (likewise Wo).
 
-    Internally images are stored channel-major, (T?, C, N, H, W) in memory, and
-    handed on as NCHW views of it: then the matmul writes its output in place,
-    and BatchNorm's per-channel sums run over contiguous memory.
+    Internally images are stored channels-last, (T?, N, H, W, C) in memory, and
+    handed on as NCHW views of it: the matmul then writes its output in place, and
+    every strided copy (im2col, col2im, BatchNorm's sums) runs over C contiguous
+    values at a time instead of a row of a few pixels.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
@@ -143,34 +144,35 @@ class Conv2d(Layer):
         W, b = params["W"], params["b"]
         tasks = self._check(W, x)
         k, s, p, C = self.kernel_size, self.stride, self.padding, self.in_channels
-        H, Wd = x.shape[-2:]
-        xp = np.zeros(tasks + (C, x.shape[-4], H + 2 * p, Wd + 2 * p), dtype=x.dtype)
-        xp[..., p:p + H, p:p + Wd] = np.swapaxes(x, -4, -3)           # (T?, C, N, Hp, Wp)
-        windows = sliding_window_view(xp, (k, k), axis=(-2, -1))[..., ::s, ::s, :, :]
-        N, Ho, Wo = windows.shape[-5:-2]                              # (T?, C, N, Ho, Wo, k, k)
-        cols = np.moveaxis(windows, (-2, -1), (-5, -4)).reshape(tasks + (C * k * k, -1))
-        Wm = W.reshape(tasks + (self.out_channels, C * k * k))        # (T?, O, C k k)
-        y = Wm @ cols + b[..., None]                                  # (T?, O, N Ho Wo)
-        y = y.reshape(tasks + (self.out_channels, N, Ho, Wo))
-        return np.swapaxes(y, -4, -3), (x.shape, cols)                # (T?, N, O, Ho, Wo)
+        N, H, Wd = x.shape[-4], x.shape[-2], x.shape[-1]
+        xp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=x.dtype)
+        xp[..., p:p + H, p:p + Wd, :] = np.moveaxis(x, -3, -1)        # (T?, N, Hp, Wp, C)
+        windows = sliding_window_view(xp, (k, k), axis=(-3, -2))[..., ::s, ::s, :, :, :]
+        Ho, Wo = windows.shape[-5:-3]                                 # (T?, N, Ho, Wo, C, k, k)
+        cols = np.moveaxis(windows, -3, -1).reshape(tasks + (N * Ho * Wo, k * k * C))
+        Wm = np.moveaxis(W, -3, -1).reshape(tasks + (self.out_channels, k * k * C))  # (T?, O, k k C)
+        y = cols @ Wm.mT                                              # (T?, N Ho Wo, O)
+        y += b[..., None, :]
+        y = y.reshape(tasks + (N, Ho, Wo, self.out_channels))
+        return np.moveaxis(y, -1, -3), (x.shape, cols, Wm)            # (T?, N, O, Ho, Wo)
 
     def backward(self, params, cache, dy):
         W = params["W"]
-        xshape, cols = cache                              # cols: (T?, C k k, N Ho Wo)
+        xshape, cols, Wm = cache                                      # cols: (T?, N Ho Wo, k k C)
         tasks = W.shape[:-4]
         k, s, p, C, O = self.kernel_size, self.stride, self.padding, self.in_channels, self.out_channels
         N, (H, Wd), (Ho, Wo) = xshape[-4], xshape[-2:], dy.shape[-2:]
-        Wm = W.reshape(tasks + (O, C * k * k))                        # (T?, O, C k k)
-        dyc = np.swapaxes(dy, -4, -3).reshape(tasks + (O, -1))        # (T?, O, N Ho Wo)
-        db = dyc.sum(axis=-1)                                         # (T?, O)
-        dW = (dyc @ cols.mT).reshape(W.shape)                         # dy cols^T
-        dcols = (Wm.mT @ dyc).reshape(tasks + (C, k, k, N, Ho, Wo))   # W^T dy
+        dyc = np.moveaxis(dy, -3, -1).reshape(tasks + (-1, O))        # (T?, N Ho Wo, O)
+        db = dyc.sum(axis=-2)                                         # (T?, O)
+        dWm = (dyc.mT @ cols).reshape(tasks + (O, k, k, C))           # dy^T cols
+        dW = np.moveaxis(dWm, -1, -3)                                 # (T?, O, C, k, k)
+        dcols = (dyc @ Wm).reshape(tasks + (N, Ho, Wo, k, k, C))      # dy W
         # col2im: each kernel offset (i, j) adds its share back onto the pixels it read.
-        dxp = np.zeros(tasks + (C, N, H + 2 * p, Wd + 2 * p), dtype=dcols.dtype)
+        dxp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=dcols.dtype)
         for i in range(k):
             for j in range(k):
-                dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s] += dcols[..., i, j, :, :, :]
-        return np.swapaxes(dxp[..., p:p + H, p:p + Wd], -4, -3), {"W": dW, "b": db}
+                dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :] += dcols[..., i, j, :]
+        return np.moveaxis(dxp[..., p:p + H, p:p + Wd, :], -1, -3), {"W": dW, "b": db}
 
 
 class MaxPool2d(Layer):

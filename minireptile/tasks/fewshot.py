@@ -1,0 +1,136 @@
+"""N-way K-shot classification tasks, sampled T at a time on the task axis.
+
+A task picks N classes and gives them the labels 0..N-1 in random order (so no
+prediction is possible before adaptation), then K images of each. Inner-loop
+minibatches are drawn as the authors' code draws them: cycle through the
+shuffled support set, reshuffling each time it is used up.
+"""
+import math
+
+import numpy as np
+
+from ..inner import AdamState, run_adam
+from ..losses import softmax_cross_entropy
+
+
+class ClassPool:
+    """Classes of images: (C, D, H, W) for C characters with D drawings each.
+
+    With ``rotations`` each character gives four classes, rotated by 0, 90, 180
+    and 270 degrees (the paper's augmentation of the training characters).
+    """
+
+    def __init__(self, images, rotations=False):
+        self.images = np.asarray(images, dtype=np.float32)
+        if self.images.ndim != 4:
+            raise ValueError(f"images must have shape (classes, drawings, H, W), got {self.images.shape}")
+        self.rotations = 4 if rotations else 1
+        self.num_classes = len(self.images) * self.rotations
+
+    def sample(self, rng, T, ways, shots):
+        """x (T, ways, shots, 1, H, W) and labels (T, ways, shots): T tasks, distinct images."""
+        C, D = self.images.shape[:2]
+        if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
+            raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
+        if not isinstance(shots, (int, np.integer)) or not 1 <= shots <= D:
+            raise ValueError(f"shots must lie in [1, {D}] (drawings per class) for this task, got {shots!r}")
+        if not isinstance(T, (int, np.integer)) or T < 1:
+            raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
+        classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]    # (T, N)
+        drawings = np.argsort(rng.random((T, ways, D)), axis=2)[..., :shots]         # (T, N, K)
+        x = self.images[(classes // self.rotations)[..., None], drawings]           # (T, N, K, H, W)
+        turns = classes % self.rotations
+        for r in range(1, self.rotations):
+            x[turns == r] = np.rot90(x[turns == r], r, axes=(-2, -1))
+        labels = np.broadcast_to(np.arange(ways)[None, :, None], (T, ways, shots))
+        return x[:, :, :, None], labels.copy()
+
+
+def flatten_task(x, labels):
+    """(T, N, K, ...) images and (T, N, K) labels -> (T, N K, ...) and (T, N K)."""
+    T = x.shape[0]
+    return x.reshape((T, -1) + x.shape[3:]), labels.reshape(T, -1)
+
+
+def cycle_batches(rng, x, labels, batch_size, num_batches):
+    """The authors' inner minibatches: cycle through a shuffled copy of each task's samples.
+
+    x (T, n, ...), labels (T, n) -> [(x_i (T, B, ...), labels_i (T, B))] * num_batches.
+    """
+    T, n = labels.shape
+    if not 1 <= batch_size:
+        raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+    epochs = math.ceil(batch_size * num_batches / n)
+    order = np.argsort(rng.random((T, epochs, n)), axis=2).reshape(T, epochs * n)
+    order = order[:, :batch_size * num_batches].reshape(T, num_batches, batch_size)
+    rows = np.arange(T)[:, None]
+    return [(x[rows, order[:, i]], labels[rows, order[:, i]]) for i in range(num_batches)]
+
+
+def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+    """sample(rng) -> the inner minibatches of ``meta_batch`` tasks, for ``meta_train``.
+
+    With ``tail_shots`` (first-order MAML's separate tail), the last minibatch is
+    ``tail_shots`` images per class that the earlier minibatches never saw.
+    """
+    if tail_shots is not None and not 1 <= tail_shots < shots:
+        raise ValueError(f"tail_shots must lie in [1, shots = {shots}), got {tail_shots!r}")
+
+    def sample(rng):
+        x, labels = pool.sample(rng, meta_batch, ways, shots)
+        if tail_shots is None:
+            return cycle_batches(rng, *flatten_task(x, labels), batch_size, inner_iters)
+        head = cycle_batches(rng, *flatten_task(x[:, :, tail_shots:], labels[:, :, tail_shots:]),
+                             batch_size, inner_iters - 1)
+        return head + [flatten_task(x[:, :, :tail_shots], labels[:, :, :tail_shots])]
+    return sample
+
+
+def predict(net, phi, support, queries, transductive):
+    """Logits (T, Q, N) for the queries (T, Q, ...) with adapted weights phi (T, P).
+
+    Transductive: all queries in one batch, so BatchNorm normalizes them together.
+    Non-transductive: each query in a batch of its own with the support set (T, S, ...),
+    so no query sees another; the T Q such batches run at once on the task axis.
+    """
+    if transductive:
+        return net.forward(phi, queries)[0]
+    T, Q = queries.shape[:2]
+    batch = np.concatenate([np.repeat(support[:, None], Q, axis=1), queries[:, :, None]], axis=2)
+    phis = np.repeat(phi, Q, axis=0)                                  # (T Q, P)
+    logits = net.forward(phis, batch.reshape((T * Q,) + batch.shape[2:]))[0]
+    return logits[:, -1].reshape(T, Q, -1)
+
+
+def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
+             batch_size=5, state=None, chunk=50):
+    """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set with the
+    inner Adam, then classify one query per class.
+
+    ``state``: the inner Adam state to start from (the authors carry the training state
+    into evaluation); None starts fresh. Returns {"transductive": (accuracy, ci95),
+    "non-transductive": (accuracy, ci95)}, the 95% interval over tasks.
+    """
+    correct = {"transductive": [], "non-transductive": []}
+    for start in range(0, tasks, chunk):
+        T = min(chunk, tasks - start)
+        x, labels = pool.sample(rng, T, ways, shots + 1)
+        support, support_labels = flatten_task(x[:, :, 1:], labels[:, :, 1:])
+        queries, query_labels = x[:, :, 0], labels[:, :, 0]                 # (T, N, ...), (T, N)
+        batches = cycle_batches(rng, support, support_labels, batch_size, inner_iters)
+        thetas = np.broadcast_to(theta, (T, theta.shape[-1]))
+        start_state = None if state is None else AdamState(
+            np.broadcast_to(state.m, thetas.shape).copy(), np.broadcast_to(state.v, thetas.shape).copy(),
+            state.t)
+        phi, _, _, _ = run_adam(net, thetas, batches, lr, softmax_cross_entropy, start_state)
+        for mode in correct:
+            logits = predict(net, phi, support, queries, mode == "transductive")
+            correct[mode].append((logits.argmax(axis=-1) == query_labels).mean(axis=1))
+    return {mode: _mean_ci(np.concatenate(values)) for mode, values in correct.items()}
+
+
+def _mean_ci(per_task):
+    """Mean and 95% confidence half-width over tasks (normal approximation)."""
+    if len(per_task) < 2:
+        return float(per_task.mean()), 0.0
+    return float(per_task.mean()), float(1.96 * per_task.std(ddof=1) / np.sqrt(len(per_task)))

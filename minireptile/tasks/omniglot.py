@@ -1,0 +1,225 @@
+"""Omniglot: download, read, preprocess, cache and split.
+
+The official layout is ``<set>/<Alphabet>/characterNN/NNNN_DD.png`` (105 x 105,
+black strokes on white, 20 drawers per character), inside ``<set>.zip`` or an
+extracted ``<set>/`` folder, for the sets ``images_background``,
+``images_evaluation`` and the official subsets ``images_background_small1`` and
+``images_background_small2``. A character is identified by its alphabet and
+character folder, so one that appears in two sets counts once.
+
+Images become 28 x 28 float32 arrays, ink 1.0 and paper 0.0 (``load_image``).
+The preprocessed arrays are cached as one .npz under the user's cache folder
+(never beside the data), keyed by the source files' names, sizes and times.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+SETS = ("images_background", "images_evaluation", "images_background_small1",
+        "images_background_small2")
+URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+MD5 = {"images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
+       "images_evaluation.zip": "6b91aef0f799c5bb55b94e3f2daec811"}
+SIZE = 28
+_MEMBER = re.compile(r"^(images_[a-z0-9_]+)/([^/]+)/(character\d+)/([^/]+\.png)$")
+
+
+def load_image(file, name=None):
+    """One Omniglot PNG (a path or a binary file object) -> (28, 28) float32, ink 1.0, paper 0.0.
+
+    The 105 x 105 image is resized with Pillow's LANCZOS filter in float precision.
+    ``name`` labels the file in error messages (default: the path).
+    """
+    name = name or getattr(file, "name", file)
+    try:
+        with Image.open(file) as image:
+            gray = image.convert("F").resize((SIZE, SIZE), Image.LANCZOS)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{name}: not a readable PNG image ({err})") from None
+    return np.clip(1.0 - np.asarray(gray, dtype=np.float32) / 255.0, 0.0, 1.0)
+
+
+@dataclass
+class Omniglot:
+    """Preprocessed characters: images (C, D, 28, 28) float32 for C characters of D drawings,
+    and names[c] = (alphabet, character folder)."""
+    images: np.ndarray
+    names: list
+
+    @property
+    def alphabets(self):
+        return sorted({alphabet for alphabet, _ in self.names})
+
+    def select(self, indices):
+        indices = np.asarray(indices, dtype=int)
+        return Omniglot(self.images[indices], [self.names[i] for i in indices])
+
+
+def cache_dir(path=None):
+    """The cache folder: ``path``, else $MINIREPTILE_CACHE, else ~/.cache/minireptile."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("MINIREPTILE_CACHE"):
+        return Path(os.environ["MINIREPTILE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "minireptile"
+
+
+def find_sources(root):
+    """The Omniglot sets under ``root``: [(set name, path to the .zip or folder)]."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data folder {root} does not exist")
+    sources = []
+    for name in SETS:
+        if (root / name).is_dir():
+            sources.append((name, root / name))
+        elif (root / f"{name}.zip").is_file():
+            sources.append((name, root / f"{name}.zip"))
+    if not sources:
+        raise ValueError(f"{root} holds none of the Omniglot sets {', '.join(SETS)} "
+                         "(as .zip files or extracted folders); see minireptile.tasks.omniglot.download")
+    return sources
+
+
+def _stat_key(sources):
+    """Names, sizes and modification times of every source file, hashed."""
+    entries = []
+    for _, path in sources:
+        files = [path] if path.is_file() else sorted(path.rglob("*.png"))
+        entries += [(str(f.relative_to(path.parent)), f.stat().st_size, f.stat().st_mtime_ns)
+                    for f in files]
+    return hashlib.sha1(json.dumps(entries).encode()).hexdigest()[:20]
+
+
+def _members(name, path):
+    """Yield (alphabet, character, label for errors, opener) for each PNG of one set."""
+    if path.is_dir():
+        for png in sorted(path.glob("*/character*/*.png")):
+            yield png.parent.parent.name, png.parent.name, str(png), lambda png=png: open(png, "rb")
+        return
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path}: not a zip file") from None
+    with archive:
+        members = [m for m in archive.namelist() if m.endswith(".png")]
+        matched = [(_MEMBER.match(m), m) for m in members]
+        if not members or any(m is None or m.group(1) != name for m, _ in matched):
+            bad = next((m for match, m in matched if match is None or match.group(1) != name), None)
+            raise ValueError(f"{path}: not an Omniglot zip (expected {name}/<Alphabet>/characterNN/"
+                             f"*.png, found {bad or 'no PNG files'})")
+        for match, member in sorted(matched, key=lambda mm: mm[1]):
+            yield (match.group(2), match.group(3), f"{path}:{member}",
+                   lambda member=member: io.BytesIO(archive.read(member)))
+
+
+def _read(sources):
+    drawings = {}                                        # (alphabet, character) -> [image]
+    for name, path in sources:
+        seen = set()
+        for alphabet, character, label, opener in _members(name, path):
+            key = (alphabet, character)
+            if key in drawings and key not in seen:     # the same character from another set
+                continue
+            seen.add(key)
+            with opener() as f:
+                drawings.setdefault(key, []).append(load_image(f, name=label))
+        if not seen:
+            raise ValueError(f"{path}: no character images found (empty folder?)")
+    counts = {len(v) for v in drawings.values()}
+    if len(counts) != 1:
+        odd = min(drawings, key=lambda k: len(drawings[k]))
+        raise ValueError(f"characters have different numbers of drawings ({sorted(counts)}); "
+                         f"for example {odd} has {len(drawings[odd])}")
+    names = sorted(drawings)
+    return Omniglot(np.stack([np.stack(drawings[k]) for k in names]), names)
+
+
+def load(root, cache=None):
+    """All the Omniglot sets found under ``root``, preprocessed, through the cache."""
+    sources = find_sources(root)
+    path = cache_dir(cache) / f"omniglot-{_stat_key(sources)}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return Omniglot(f["images"], [tuple(n) for n in json.loads(str(f["names"]))])
+    data = _read(sources)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, images=data.images, names=np.array(json.dumps(data.names)))
+    os.replace(tmp, path)
+    return data
+
+
+def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
+    """Fetch the official zips into ``root`` over HTTPS and verify their md5 sums.
+
+    Each file is written to a temporary file and renamed only when its sum
+    matches; a mismatch or an interrupted download leaves no partial file.
+    Files already present with the right sum are kept. Returns the paths.
+    """
+    md5 = MD5 if md5 is None else md5
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in files:
+        target = root / name
+        if target.is_file() and _md5(target) == md5[name]:
+            paths.append(target)
+            continue
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url + name, timeout=timeout) as r:
+                shutil.copyfileobj(r, out)
+            got = _md5(tmp)
+            if got != md5[name]:
+                raise ValueError(f"{name}: md5 {got} does not match the expected {md5[name]} "
+                                 "(corrupted or incomplete download); nothing was written")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        paths.append(target)
+    return paths
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_by_alphabet(data, test_alphabets):
+    """(train, test) Omniglot: the characters of ``test_alphabets`` against all the others."""
+    test_alphabets = list(test_alphabets)
+    unknown = sorted(set(test_alphabets) - set(data.alphabets))
+    if unknown:
+        raise ValueError(f"test alphabets {unknown} are not in the data; it has {data.alphabets}")
+    test = [i for i, (alphabet, _) in enumerate(data.names) if alphabet in test_alphabets]
+    train = [i for i, (alphabet, _) in enumerate(data.names) if alphabet not in test_alphabets]
+    if not train:
+        raise ValueError("every alphabet is a test alphabet: nothing is left to train on")
+    return data.select(train), data.select(test)
+
+
+def paper_split(data, seed=0, train=1200):
+    """The paper's split: all characters shuffled with ``seed``; ``train`` for training, the rest test."""
+    if not 0 < train < len(data.names):
+        raise ValueError(f"train must lie between 1 and {len(data.names) - 1} characters for this "
+                         f"data, got {train}; use split_by_alphabet for the small subsets")
+    order = np.random.default_rng(seed).permutation(len(data.names))
+    return data.select(np.sort(order[:train])), data.select(np.sort(order[train:]))
