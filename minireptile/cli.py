@@ -72,6 +72,90 @@ def cmd_sine(args):
     print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}, {out / 'sine.png'}")
 
 
+# ----------------------------------------------------------------------------- omniglot
+
+def omniglot_setup(data, test_alphabets=None, split_seed=0, cache=None):
+    """(train pool with rotations, test pool, description) from an Omniglot folder."""
+    from .tasks import fewshot, omniglot
+    dataset = omniglot.load(data, cache=cache)
+    if test_alphabets:
+        train, test = omniglot.split_by_alphabet(dataset, test_alphabets)
+        how = f"test alphabets {', '.join(test_alphabets)}"
+    else:
+        train, test = omniglot.paper_split(dataset, seed=split_seed)
+        how = f"the paper's split (seed {split_seed}): 1200 training characters"
+    pools = fewshot.ClassPool(train.images, rotations=True), fewshot.ClassPool(test.images)
+    return pools[0], pools[1], (f"{how}; {pools[0].num_classes} training classes (with rotations), "
+                                f"{pools[1].num_classes} test classes")
+
+
+def _mean_state(state):
+    """One inner Adam state from the T per-slot states of training (for carried-over evaluation)."""
+    from .inner import AdamState
+    if state is None:
+        return None
+    return AdamState(np.atleast_2d(state.m).mean(axis=0), np.atleast_2d(state.v).mean(axis=0), state.t)
+
+
+def cmd_omniglot(args):
+    from . import plots
+    from .losses import softmax_cross_entropy
+    from .models import omniglot_net
+    from .tasks import fewshot
+    from .train import meta_train
+    inner = args.inner or ("sgd" if args.method == "maml" else "adam")
+    lr = args.inner_lr or (0.1 if inner == "sgd" else 0.001)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_pool, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
+    print(described)
+    net = omniglot_net(args.ways)
+    theta = net.init(np.random.default_rng(args.seed), dtype=np.float32)
+    tail = 1 if args.method == "fomaml" and args.tail else None
+    sample = fewshot.training_sampler(train_pool, args.ways, args.train_shots, args.inner_batch,
+                                      args.inner_iters, args.meta_batch, tail_shots=tail)
+    evaluation = dict(ways=args.ways, shots=args.shots, lr=lr, inner_iters=args.eval_iters,
+                      batch_size=args.eval_batch, inner=inner)
+
+    def periodic(theta):
+        result = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(args.seed + 1),
+                                  tasks=args.eval_tasks_during, **evaluation)
+        return {mode: acc for mode, (acc, _) in result.items()}
+
+    result = meta_train(net, theta, sample, softmax_cross_entropy, iterations=args.iterations, lr=lr,
+                        method=args.method, inner=inner, meta_step=args.meta_step,
+                        meta_step_final=args.meta_step_final, seed=args.seed,
+                        checkpoint=out / "checkpoint.npz", checkpoint_every=args.checkpoint_every,
+                        resume=args.resume, evaluate=periodic, eval_every=args.eval_every,
+                        desc=f"omniglot {args.ways}-way {args.shots}-shot {args.method}",
+                        progress=not args.quiet)
+    save_checkpoint(out / "theta.npz", theta=result.theta)
+    final = {}
+    states = {"carried-over Adam state": _mean_state(result.inner_state), "fresh Adam state": None}
+    for name, state in (states.items() if inner == "adam" else [("SGD", None)]):
+        scores = fewshot.evaluate(net, result.theta, test_pool, np.random.default_rng(args.seed + 2),
+                                  tasks=args.eval_tasks, state=state, **evaluation)
+        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
+    config = {k: v for k, v in vars(args).items() if k != "run"} | {"inner": inner, "inner_lr": lr}
+    results = {"config": config,
+               "split": described, "train_seconds": result.seconds,
+               "iterations": args.iterations, "final": final,
+               "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}
+    _write_json(out / "results.json", results)
+    if result.evals:
+        its = [i for i, _ in result.evals]
+        curves = {mode: (its, [scores[mode] for _, scores in result.evals])
+                  for mode in ("non-transductive", "transductive")}
+        plots.learning_curves(curves, out / "learning_curve.png", ylabel="held-out accuracy",
+                              title=f"Omniglot {args.ways}-way {args.shots}-shot, {args.method}",
+                              hlines={"chance": 1 / args.ways})
+    print(f"trained {args.iterations} iterations in {result.seconds / 60:.1f} min")
+    rows = [[name, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
+            for name, modes in final.items() for mode, v in modes.items()]
+    print(_table(rows, ["evaluation", "mode", f"accuracy over {args.eval_tasks} tasks"]))
+    print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}")
+
+
 # ----------------------------------------------------------------------------- main
 
 def build_parser():
@@ -91,6 +175,34 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_sine)
+
+    p = commands.add_parser("omniglot", help="N-way K-shot Omniglot (the paper's defaults)")
+    p.add_argument("--data", required=True, help="folder holding the Omniglot zips or folders")
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1, help="support images per class in evaluation")
+    p.add_argument("--method", choices=["reptile", "fomaml", "maml"], default="reptile")
+    p.add_argument("--iterations", type=int, default=100000)
+    p.add_argument("--test-alphabets", nargs="+", help="split by alphabet (default: the paper's split)")
+    p.add_argument("--out", default="runs/omniglot")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inner", choices=["adam", "sgd"], help="inner optimizer (default: adam; sgd for maml)")
+    p.add_argument("--inner-lr", type=float, help="inner step (default: 0.001 adam, 0.1 sgd)")
+    p.add_argument("--inner-batch", type=int, default=10)
+    p.add_argument("--inner-iters", type=int, default=5)
+    p.add_argument("--train-shots", type=int, default=10)
+    p.add_argument("--meta-batch", type=int, default=5)
+    p.add_argument("--meta-step", type=float, default=1.0)
+    p.add_argument("--meta-step-final", type=float, default=0.0)
+    p.add_argument("--eval-iters", type=int, default=50)
+    p.add_argument("--eval-batch", type=int, default=5)
+    p.add_argument("--eval-tasks", type=int, default=1000, help="test tasks of the final evaluation")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--eval-tasks-during", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--tail", action="store_true", help="fomaml: last minibatch from unseen data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_omniglot)
     return parser
 
 

@@ -4,6 +4,8 @@ With theta of shape (T, P) and minibatches of shape (T, B, ...), the T tasks
 step together: every matmul is batched over the task axis, and the only Python
 loop is the one over the k steps, which are sequential by nature.
 """
+import math
+
 import numpy as np
 
 
@@ -59,7 +61,8 @@ class AdamState:
 
     @classmethod
     def zeros_like(cls, theta):
-        return cls(np.zeros_like(theta), np.zeros_like(theta), 0)
+        shape, dtype = np.shape(theta), np.asarray(theta).dtype    # C order, even for a broadcast theta
+        return cls(np.zeros(shape, dtype), np.zeros(shape, dtype), 0)
 
     def copy(self):
         return AdamState(self.m.copy(), self.v.copy(), self.t)
@@ -86,7 +89,8 @@ def run_adam(net, theta, batches, lr, loss, state=None, beta1=0.0, beta2=0.999, 
         state.t += 1
         state.m = beta1 * state.m + (1 - beta1) * g
         state.v = beta2 * state.v + (1 - beta2) * (g * g)
-        rate = lr * np.sqrt(1 - beta2 ** state.t) / (1 - beta1 ** state.t)
+        rate = lr * math.sqrt(1 - beta2 ** state.t) / (1 - beta1 ** state.t)   # a Python float:
+        # numpy float64 scalars would promote float32 arrays to float64
         step = rate * state.m / (np.sqrt(state.v) + eps)
         phi = phi - step
         steps.append(step)

@@ -86,7 +86,7 @@ def meta_direction(net, theta, batches, lr, loss, method="reptile", inner="sgd",
         return theta - phi, losses, state
     direction = np.zeros_like(phi)
     for i in nonzero:
-        direction += (scale * weights[i]) * steps[i]
+        direction += float(scale * weights[i]) * steps[i]      # float(): keep float32 float32
     return direction, losses, state
 
 

@@ -29,6 +29,7 @@ class TrainResult:
     history: np.ndarray            # (iterations, 2): mean inner loss on the first and last minibatch
     evals: list = field(default_factory=list)   # [(iteration, {name: value}), ...]
     seconds: float = 0.0           # wall time of this call's iterations
+    inner_state: object = None     # the inner Adam's state (AdamState), carried between tasks
 
 
 def save_checkpoint(path, **arrays):
@@ -153,7 +154,7 @@ def meta_train(net, theta, sample, loss, *, iterations, lr, method="reptile", in
                     f"; checkpoint written to {checkpoint}, resume with resume=True" if checkpoint else ""))
     if evaluate is not None and not eval_every:
         evals.append((iterations, {k: float(v) for k, v in evaluate(theta).items()}))
-    return TrainResult(theta, history, evals, time.perf_counter() - began)
+    return TrainResult(theta, history, evals, time.perf_counter() - began, inner_state)
 
 
 def _load(path, config, rng, outer_opt, history):

@@ -167,3 +167,19 @@ def test_bad_meta_gradient_arguments(kwargs, match):
     args = dict(batches=batches, lr=LR, method="reptile") | kwargs
     with pytest.raises(ValueError, match=match):
         mr.meta_gradient(net, theta, args["batches"], args["lr"], loss, args["method"])
+
+
+def test_float32_stays_float32_through_inner_loops_and_meta_training():
+    rng = np.random.default_rng(8)
+    net, theta, batches, loss = sine_problem(rng, 3, T=2)
+    theta = theta.astype(np.float32)
+    assert mr.inner_sgd(net, theta, batches, LR, loss)[0].dtype == np.float32
+    phi, steps, state = inner_adam(net, theta, batches, 0.001, loss)
+    assert phi.dtype == steps.dtype == state.v.dtype == np.float32
+    for method in ("reptile", "fomaml", [0.5, 0.0, 2.0], "maml"):
+        assert mr.meta_gradient(net, theta, batches, LR, loss, method).dtype == np.float32
+    from minireptile.tasks.sine import SineTasks
+    for inner, outer in (("sgd", "sgd"), ("adam", "adam")):
+        result = mr.meta_train(net, theta[0], lambda r: SineTasks().training_batches(r, 2), loss,
+                               iterations=3, lr=0.001, inner=inner, outer=outer, progress=False)
+        assert result.theta.dtype == np.float32

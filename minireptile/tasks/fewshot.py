@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inner import AdamState, run_adam
+from ..inner import AdamState, run_adam, run_sgd
 from ..losses import softmax_cross_entropy
 
 
@@ -103,14 +103,16 @@ def predict(net, phi, support, queries, transductive):
 
 
 def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
-             batch_size=5, state=None, chunk=50):
-    """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set with the
-    inner Adam, then classify one query per class.
+             batch_size=5, inner="adam", state=None, chunk=50):
+    """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set (the
+    inner Adam, or plain SGD), then classify one query per class.
 
     ``state``: the inner Adam state to start from (the authors carry the training state
     into evaluation); None starts fresh. Returns {"transductive": (accuracy, ci95),
     "non-transductive": (accuracy, ci95)}, the 95% interval over tasks.
     """
+    if inner not in ("adam", "sgd"):
+        raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
     correct = {"transductive": [], "non-transductive": []}
     for start in range(0, tasks, chunk):
         T = min(chunk, tasks - start)
@@ -119,10 +121,13 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
         queries, query_labels = x[:, :, 0], labels[:, :, 0]                 # (T, N, ...), (T, N)
         batches = cycle_batches(rng, support, support_labels, batch_size, inner_iters)
         thetas = np.broadcast_to(theta, (T, theta.shape[-1]))
-        start_state = None if state is None else AdamState(
-            np.broadcast_to(state.m, thetas.shape).copy(), np.broadcast_to(state.v, thetas.shape).copy(),
-            state.t)
-        phi, _, _, _ = run_adam(net, thetas, batches, lr, softmax_cross_entropy, start_state)
+        if inner == "sgd":
+            phi = run_sgd(net, thetas, batches, lr, softmax_cross_entropy)[0]
+        else:
+            start_state = None if state is None else AdamState(
+                np.broadcast_to(state.m, thetas.shape).copy(),
+                np.broadcast_to(state.v, thetas.shape).copy(), state.t)
+            phi = run_adam(net, thetas, batches, lr, softmax_cross_entropy, start_state)[0]
         for mode in correct:
             logits = predict(net, phi, support, queries, mode == "transductive")
             correct[mode].append((logits.argmax(axis=-1) == query_labels).mean(axis=1))
