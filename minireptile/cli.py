@@ -130,12 +130,8 @@ def cmd_omniglot(args):
                         desc=f"omniglot {args.ways}-way {args.shots}-shot {args.method}",
                         progress=not args.quiet)
     save_checkpoint(out / "theta.npz", theta=result.theta)
-    final = {}
-    states = {"carried-over Adam state": _mean_state(result.inner_state), "fresh Adam state": None}
-    for name, state in (states.items() if inner == "adam" else [("SGD", None)]):
-        scores = fewshot.evaluate(net, result.theta, test_pool, np.random.default_rng(args.seed + 2),
-                                  tasks=args.eval_tasks, state=state, **evaluation)
-        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
+    final = final_evaluation(net, result.theta, test_pool, result.inner_state, args.eval_tasks,
+                             args.seed + 2, **evaluation)
     config = {k: v for k, v in vars(args).items() if k != "run"} | {"inner": inner, "inner_lr": lr}
     results = {"config": config,
                "split": described, "train_seconds": result.seconds,
@@ -150,10 +146,50 @@ def cmd_omniglot(args):
                               title=f"Omniglot {args.ways}-way {args.shots}-shot, {args.method}",
                               hlines={"chance": 1 / args.ways})
     print(f"trained {args.iterations} iterations in {result.seconds / 60:.1f} min")
+    _print_final(final, args.eval_tasks)
+    print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}")
+
+
+def final_evaluation(net, theta, test_pool, inner_state, tasks, seed, inner="adam", **evaluation):
+    """{evaluation: {mode: {"accuracy", "ci95"}}} with the carried-over and a fresh Adam state."""
+    from .tasks import fewshot
+    states = {"carried-over Adam state": _mean_state(inner_state), "fresh Adam state": None}
+    final = {}
+    for name, state in (states.items() if inner == "adam" else [("SGD", None)]):
+        scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
+                                  state=state, inner=inner, **evaluation)
+        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
+    return final
+
+
+def _print_final(final, tasks):
     rows = [[name, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
             for name, modes in final.items() for mode, v in modes.items()]
-    print(_table(rows, ["evaluation", "mode", f"accuracy over {args.eval_tasks} tasks"]))
-    print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}")
+    print(_table(rows, ["evaluation", "mode", f"accuracy over {tasks} tasks"]))
+
+
+def cmd_omniglot_eval(args):
+    """Evaluate a saved theta (and the inner Adam state, when a checkpoint holds it)."""
+    from .inner import AdamState
+    from .models import omniglot_net
+    from .train import load_theta
+    _, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
+    print(described)
+    theta = load_theta(args.checkpoint)
+    net = omniglot_net(args.ways)
+    if theta.shape != (net.num_params,):
+        raise ValueError(f"{args.checkpoint} holds {theta.shape[-1]} parameters but the {args.ways}-way "
+                         f"Omniglot net has {net.num_params}")
+    with np.load(args.checkpoint) as f:
+        state = (AdamState(f["inner_m"], f["inner_v"], int(f["inner_t"]))
+                 if "inner_m" in f.files else None)
+    final = final_evaluation(net, theta, test_pool, state, args.eval_tasks, args.seed + 2,
+                             ways=args.ways, shots=args.shots, lr=args.inner_lr,
+                             inner_iters=args.eval_iters, batch_size=args.eval_batch)
+    _print_final(final, args.eval_tasks)
+    if args.json:
+        _write_json(args.json, {"checkpoint": str(args.checkpoint), "ways": args.ways,
+                                "shots": args.shots, "tasks": args.eval_tasks, "final": final})
 
 
 # ----------------------------------------------------------------------------- main
@@ -203,6 +239,20 @@ def build_parser():
     p.add_argument("--tail", action="store_true", help="fomaml: last minibatch from unseen data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_omniglot)
+
+    p = commands.add_parser("omniglot-eval", help="evaluate a saved Omniglot theta or checkpoint")
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the Adam state) or theta.npz")
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--test-alphabets", nargs="+")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inner-lr", type=float, default=0.001)
+    p.add_argument("--eval-iters", type=int, default=50)
+    p.add_argument("--eval-batch", type=int, default=5)
+    p.add_argument("--eval-tasks", type=int, default=1000)
+    p.add_argument("--json", help="also write the scores to this file")
+    p.set_defaults(run=cmd_omniglot_eval)
     return parser
 
 

@@ -12,6 +12,7 @@ The preprocessed arrays are cached as one .npz under the user's cache folder
 (never beside the data), keyed by the source files' names, sizes and times.
 """
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -181,8 +182,11 @@ def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
             continue
         fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url + name, timeout=timeout) as r:
-                shutil.copyfileobj(r, out)
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url + name, timeout=timeout) as r:
+                    shutil.copyfileobj(r, out)
+            except (OSError, http.client.HTTPException) as err:
+                raise OSError(f"download of {name} from {url} failed ({err!r}); nothing was written") from err
             got = _md5(tmp)
             if got != md5[name]:
                 raise ValueError(f"{name}: md5 {got} does not match the expected {md5[name]} "
