@@ -192,6 +192,20 @@ def cmd_omniglot_eval(args):
                                 "shots": args.shots, "tasks": args.eval_tasks, "final": final})
 
 
+# ----------------------------------------------------------------------------- demo
+
+def cmd_demo(args):
+    from .demo import Model, make_server
+    server = make_server(Model(args.checkpoint), args.port)
+    print(f"minireptile demo: open http://127.0.0.1:{server.server_port}/ (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()
+
+
 # ----------------------------------------------------------------------------- main
 
 def build_parser():
@@ -253,6 +267,12 @@ def build_parser():
     p.add_argument("--eval-tasks", type=int, default=1000)
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(run=cmd_omniglot_eval)
+
+    p = commands.add_parser("demo", help="the interactive 1-shot classification demo in a browser")
+    p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "
+                                        "(default: the one shipped with the package)")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
+    p.set_defaults(run=cmd_demo)
     return parser
 
 

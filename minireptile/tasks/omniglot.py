@@ -36,19 +36,26 @@ SIZE = 28
 _MEMBER = re.compile(r"^(images_[a-z0-9_]+)/([^/]+)/(character\d+)/([^/]+\.png)$")
 
 
+def preprocess(image):
+    """A PIL image of a character (dark ink on light paper) -> (28, 28) float32, ink 1.0, paper 0.0.
+
+    Resized with Pillow's LANCZOS filter in float precision, as every Omniglot image is.
+    """
+    gray = image.convert("F").resize((SIZE, SIZE), Image.LANCZOS)
+    return np.clip(1.0 - np.asarray(gray, dtype=np.float32) / 255.0, 0.0, 1.0)
+
+
 def load_image(file, name=None):
     """One Omniglot PNG (a path or a binary file object) -> (28, 28) float32, ink 1.0, paper 0.0.
 
-    The 105 x 105 image is resized with Pillow's LANCZOS filter in float precision.
     ``name`` labels the file in error messages (default: the path).
     """
     name = name or getattr(file, "name", file)
     try:
         with Image.open(file) as image:
-            gray = image.convert("F").resize((SIZE, SIZE), Image.LANCZOS)
+            return preprocess(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"{name}: not a readable PNG image ({err})") from None
-    return np.clip(1.0 - np.asarray(gray, dtype=np.float32) / 255.0, 0.0, 1.0)
 
 
 @dataclass

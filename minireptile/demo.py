@@ -1,0 +1,186 @@
+"""The interactive 1-shot demo: draw one example of each class, then a new character.
+
+``python -m minireptile demo`` serves ``demo.html`` on 127.0.0.1. The page posts the
+strokes to ``/classify``; the server renders them like an Omniglot image, fine-tunes a
+copy of the meta-learned theta on the N support drawings (the Omniglot evaluation
+settings: 50 inner Adam steps of 0.001 on minibatches of 5), and classifies the query
+in a batch of its own with the support set (non-transductive).
+"""
+import http.server
+import json
+import math
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .inner import AdamState, run_adam
+from .losses import softmax_cross_entropy
+from .models import omniglot_net
+from .tasks.fewshot import cycle_batches, predict
+from .tasks.omniglot import preprocess
+
+MAX_BODY = 1 << 20                 # bytes: a request larger than this is refused
+MAX_POINTS = 20000                 # points over all canvases
+RENDER = 105                       # Omniglot's image size
+STROKE = 6.0                       # pen width at 105 px, as measured on Omniglot
+
+
+def default_checkpoint():
+    return resources.files("minireptile") / "omniglot_5way.npz"
+
+
+class Model:
+    """The meta-learned theta (and inner Adam state, if saved) of a 5-way Omniglot net."""
+
+    def __init__(self, path=None, lr=0.001, steps=50, batch_size=5):
+        path = default_checkpoint() if path is None else Path(path)
+        self.net = omniglot_net(5)
+        with np.load(path) as f:
+            if "theta" not in f.files:
+                raise ValueError(f"{path} holds no array named 'theta'")
+            self.theta = f["theta"].astype(np.float32).reshape(-1)
+            v = f["inner_v"].astype(np.float32) if "inner_v" in f.files else None
+            t = int(f["inner_t"]) if "inner_t" in f.files else 0
+        if self.theta.size != self.net.num_params:
+            raise ValueError(f"checkpoint {path} has {self.theta.size} parameters, but the 5-way "
+                             f"Omniglot net needs {self.net.num_params}")
+        if v is not None:                    # a training checkpoint keeps one state per task slot
+            v = v.reshape(-1, self.theta.size).mean(axis=0)
+        self.state = None if v is None else AdamState(np.zeros_like(v), v, t)
+        self.lr, self.steps, self.batch_size = lr, steps, batch_size
+
+    def classify(self, support, query, seed=0):
+        """support (N, 28, 28), query (28, 28) -> probabilities over the N classes, seconds."""
+        start = time.perf_counter()
+        n = len(support)
+        x = np.asarray(support, dtype=np.float32)[None, :, None]          # (1, N, 1, 28, 28)
+        labels = np.arange(n)[None]
+        batches = cycle_batches(np.random.default_rng(seed), x, labels, self.batch_size, self.steps)
+        state = None if self.state is None else AdamState(
+            self.state.m[None].copy(), self.state.v[None].copy(), self.state.t)
+        phi = run_adam(self.net, self.theta[None], batches, self.lr, softmax_cross_entropy, state)[0]
+        logits = predict(self.net, phi, x, np.asarray(query, np.float32)[None, None, None],
+                         transductive=False)[0, 0, :n]                     # the N classes drawn
+        p = np.exp(logits - logits.max())
+        return p / p.sum(), time.perf_counter() - start
+
+
+def render(strokes, width, height):
+    """Strokes [[[x, y], ...], ...] on a width x height canvas -> (28, 28) like ``load_image``.
+
+    Drawn black on white at Omniglot's 105 x 105 scale, the ink's bounding box centred in
+    the frame (as Omniglot's drawings are), then preprocessed exactly as Omniglot PNGs.
+    """
+    return preprocess(render_image(strokes, width, height))
+
+
+def render_image(strokes, width, height):
+    scale = RENDER / max(width, height)
+    points = [(x * scale, y * scale) for stroke in strokes for x, y in stroke]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    dx, dy = RENDER / 2 - (min(xs) + max(xs)) / 2, RENDER / 2 - (min(ys) + max(ys)) / 2
+    image = Image.new("L", (RENDER, RENDER), 255)
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        line = [(x * scale + dx, y * scale + dy) for x, y in stroke]
+        if len(line) == 1:
+            (x, y), r = line[0], STROKE / 2
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=0)
+        else:
+            draw.line(line, fill=0, width=round(STROKE), joint="curve")
+    return image
+
+
+def parse_request(body):
+    """Check a /classify request; returns (support strokes, query strokes, width, height)."""
+    if len(body) > MAX_BODY:
+        raise ValueError(f"the request is too large ({len(body)} bytes; at most {MAX_BODY})")
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the request is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise ValueError("the request must be a JSON object with 'support', 'query' and 'size'")
+    support, query = request.get("support"), request.get("query")
+    size = request.get("size", [280, 280])
+    if not isinstance(support, list) or not 2 <= len(support) <= 5:
+        raise ValueError(f"draw 2 to 5 classes; got {len(support) if isinstance(support, list) else 'none'}")
+    if not (isinstance(size, list) and len(size) == 2 and all(_number(v) and v > 0 for v in size)):
+        raise ValueError("size must be [width, height] with positive numbers")
+    canvases = [(f"class {i + 1}", strokes) for i, strokes in enumerate(support)] + [("query", query)]
+    total = 0
+    for name, strokes in canvases:
+        if not isinstance(strokes, list) or not strokes:
+            raise ValueError(f"the {name} canvas is empty: draw something first")
+        for stroke in strokes:
+            if not isinstance(stroke, list) or not stroke:
+                raise ValueError(f"the {name} canvas has a stroke that is not a list of points")
+            for point in stroke:
+                if not (isinstance(point, list) and len(point) == 2 and all(map(_number, point))):
+                    raise ValueError(f"the {name} canvas has a point that is not two numbers: {point!r:.40}")
+            total += len(stroke)
+    if total > MAX_POINTS:
+        raise ValueError(f"too many points ({total}; at most {MAX_POINTS})")
+    return support, query, float(size[0]), float(size[1])
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    model = None                                        # set by serve()
+
+    def do_GET(self):
+        if not self._local():
+            return
+        if self.path in ("/", "/index.html"):
+            page = (resources.files("minireptile") / "demo.html").read_bytes()
+            return self._send(200, page, "text/html; charset=utf-8")
+        self._send_json(404, {"error": f"no page {self.path}"})
+
+    def do_POST(self):
+        if not self._local():
+            return
+        if self.path != "/classify":
+            return self._send_json(404, {"error": f"no endpoint {self.path}"})
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self._send_json(400, {"error": f"the request is too large ({length} bytes; at most {MAX_BODY})"})
+        try:
+            support, query, width, height = parse_request(self.rfile.read(length))
+            images = [render(s, width, height) for s in support]
+            probabilities, seconds = self.model.classify(images, render(query, width, height))
+        except ValueError as err:
+            return self._send_json(400, {"error": str(err)})
+        self._send_json(200, {"prediction": int(np.argmax(probabilities)),
+                              "probabilities": [float(p) for p in probabilities],
+                              "seconds": seconds})
+
+    def _local(self):
+        if self.client_address[0] != "127.0.0.1":
+            self._send_json(403, {"error": "this demo serves 127.0.0.1 only"})
+            return False
+        return True
+
+    def _send_json(self, status, data):
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def _send(self, status, body, kind):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def make_server(model, port=8000):
+    """A threading HTTP server on 127.0.0.1 (port 0 picks a free one)."""
+    handler = type("DemoHandler", (Handler,), {"model": model})
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
