@@ -192,6 +192,73 @@ def cmd_omniglot_eval(args):
                                 "shots": args.shots, "tasks": args.eval_tasks, "final": final})
 
 
+# ----------------------------------------------------------------------------- taylor
+
+def run_taylor(out, smoke=False, seed=0, progress=True):
+    """The four checks of notebook 02 on the sine MLP; writes two figures and returns the numbers."""
+    from . import analysis, plots
+    from .losses import mse
+    from .models import sine_mlp
+    from .tasks import sine
+    rng = np.random.default_rng(seed)
+    net = sine_mlp(16 if smoke else 64)
+    theta = net.init(rng)
+    out = Path(out)
+    results = {}
+    # 1. residuals of the first-order expansions against lr
+    lrs = np.logspace(-4, -1.5, 4 if smoke else 8)
+    curves = {k: analysis.residual_curves(net, theta, analysis.sine_task(rng, k), mse, lrs)
+              for k in (2, 3, 4)}
+    plots.taylor_residuals(lrs, curves, out / "taylor_residuals.png")
+    results["slopes"] = {k: {m: {"with lr terms": c[2], "without": c[3]} for m, c in cs.items()}
+                         for k, cs in curves.items()}
+    # 2. AvgGradInner is half the gradient of the within-task inner product
+    batches = analysis.sine_task(rng, 2)
+    _, grad = analysis.inner_product_and_gradient(net, theta, *batches, mse)
+    f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
+    from .gradcheck import check_gradient
+    results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
+    # 3. the coefficients of the expected updates, k = 3
+    tasks = [analysis.sine_task(rng, 3) for _ in range(6 if smoke else 60)]
+    results["coefficients"] = analysis.coefficient_table(net, theta, tasks, mse, lr=1e-4,
+                                                         bootstrap=20 if smoke else 200)
+    # 4. the within-task gradient inner product during meta-training
+    held_out = [analysis.sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
+    iterations = 300 if smoke else 20000
+    curves = {}
+    for method in ("reptile", "joint"):
+        _, result = sine.train(iterations=iterations, method=method, hidden=net.layers[0].out_features,
+                               seed=seed, evaluate=lambda th: {"inner product": analysis.within_task_inner_product(net, th, held_out, mse)},
+                               eval_every=max(iterations // 20, 1), progress=progress, desc=f"sine {method}")
+        curves[method] = ([i for i, _ in result.evals], [e["inner product"] for _, e in result.evals])
+    start = analysis.within_task_inner_product(net, theta, held_out, mse)
+    plots.learning_curves({f"{m} (k = {5 if m == 'reptile' else 1})": c for m, c in curves.items()},
+                          out / "inner_product.png", ylabel="E[gbar_1 . gbar_2] on held-out tasks",
+                          title="within-task gradient inner product during meta-training",
+                          hlines={"at initialization": start})
+    results["inner_product"] = {"initial": start, **{m: c[1] for m, c in curves.items()},
+                                "iterations": curves["reptile"][0]}
+    return results
+
+
+def cmd_taylor(args):
+    results = run_taylor(args.out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
+    print("log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):")
+    rows = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
+            for k, ms in results["slopes"].items() for m, v in ms.items()]
+    print(_table(rows, ["k", "method", "with", "without"]))
+    print(f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}")
+    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})",
+             f"{r['a']:.3f} +- {r['se'][0]:.3f}", f"{r['b']:.3f} +- {r['se'][1]:.3f}"]
+            for m, r in results["coefficients"].items()]
+    print("expected updates = a AvgGrad - b lr AvgGradInner (k = 3):")
+    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b"]))
+    ip = results["inner_product"]
+    print(f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
+          f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}")
+    _write_json(Path(args.out) / "taylor.json", results)
+
+
 # ----------------------------------------------------------------------------- demo
 
 def cmd_demo(args):
@@ -267,6 +334,13 @@ def build_parser():
     p.add_argument("--eval-tasks", type=int, default=1000)
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(run=cmd_omniglot_eval)
+
+    p = commands.add_parser("taylor", help="the Taylor-series analysis (notebook 02) and its figures")
+    p.add_argument("--out", default="figures")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="tiny budgets")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_taylor)
 
     p = commands.add_parser("demo", help="the interactive 1-shot classification demo in a browser")
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "

@@ -51,3 +51,18 @@ def learning_curves(curves, path, xlabel="outer iteration", ylabel="", title="",
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def taylor_residuals(lrs, curves_by_k, path):
+    """One panel per k: |exact - leading-order expansion| against lr, with and without the
+    lr H g terms, for each method (log-log)."""
+    fig, axes = plt.subplots(1, len(curves_by_k), figsize=(4.6 * len(curves_by_k), 4), squeeze=False)
+    for ax, (k, curves) in zip(axes[0], curves_by_k.items()):
+        for (method, (full, none, s_full, s_none)), color in zip(curves.items(), ["C0", "C1", "C2"]):
+            ax.loglog(lrs, full, "-o", color=color, ms=3, label=f"{method}: slope {s_full:.2f}")
+            ax.loglog(lrs, none, "--", color=color, label=f"{method}, no lr Hg terms: {s_none:.2f}")
+        ax.set(title=f"k = {k}", xlabel="inner step lr")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("|exact - expansion|")
+    return _save(fig, path)

@@ -1,0 +1,140 @@
+"""The paper's Taylor-series analysis (Section 5.1), with exact Hessian-vector products.
+
+For one task's k minibatches at theta, let gbar_i and Hbar_i be the gradient and Hessian of
+minibatch i at theta (not at the inner-loop iterates). Expanding each step to first order
+in the inner step size lr (alpha):
+
+    g_i      = gbar_i - lr Hbar_i sum_{j<i} gbar_j + O(lr^2)
+    g_MAML   = gbar_k - lr Hbar_k sum_{j<k} gbar_j - lr sum_{j<k} Hbar_j gbar_k + O(lr^2)
+    g_FOMAML = gbar_k - lr Hbar_k sum_{j<k} gbar_j + O(lr^2)
+    g_Reptile = sum_i gbar_i - lr sum_i Hbar_i sum_{j<i} gbar_j + O(lr^2)
+
+Averaged over tasks and minibatch orders, with AvgGrad = E[gbar] and
+AvgGradInner = E[Hbar_i gbar_j] (i != j) = 1/2 d/dtheta E[gbar_i . gbar_j]:
+
+    E[g_MAML]    = AvgGrad - 2 (k-1) lr AvgGradInner
+    E[g_FOMAML]  = AvgGrad -   (k-1) lr AvgGradInner
+    E[g_Reptile] = k AvgGrad - k (k-1) / 2 lr AvgGradInner
+"""
+import numpy as np
+
+#: (coefficient on AvgGrad, coefficient on -lr AvgGradInner) of each expected update.
+EXPECTED_COEFFICIENTS = {
+    "maml": lambda k: (1.0, 2.0 * (k - 1)),
+    "fomaml": lambda k: (1.0, float(k - 1)),
+    "reptile": lambda k: (float(k), k * (k - 1) / 2.0),
+}
+
+
+def taylor_terms(net, theta, batches, loss):
+    """gbar (k, P) and hg (k, k, P) with hg[i, j] = Hbar_i gbar_j, all at theta (k^2 exact hvps)."""
+    gbar = np.stack([net.loss_and_grad(theta, x, y, loss)[1] for x, y in batches])
+    hg = np.stack([np.stack([net.hvp(theta, x, y, g_j, loss) for g_j in gbar]) for x, y in batches])
+    return gbar, hg
+
+
+def first_order(gbar, hg, lr, method, second_order_terms=True):
+    """The leading-order expansion of a meta-gradient from ``taylor_terms``.
+
+    With ``second_order_terms=False`` the lr Hbar gbar terms are dropped: what is left
+    is the zeroth-order prediction, wrong by O(lr) instead of O(lr^2).
+    """
+    k = len(gbar)
+    c = lr if second_order_terms else 0.0
+    before = lambda i: hg[i, :i].sum(axis=0)                   # Hbar_i sum_{j<i} gbar_j
+    if method == "reptile":
+        return gbar.sum(axis=0) - c * sum(before(i) for i in range(k))
+    if method == "fomaml":
+        return gbar[-1] - c * before(k - 1)
+    if method == "maml":
+        return gbar[-1] - c * before(k - 1) - c * hg[:k - 1, k - 1].sum(axis=0)
+    raise ValueError(f"method must be 'reptile', 'fomaml' or 'maml', got {method!r}")
+
+
+def inner_product_and_gradient(net, theta, batch_i, batch_j, loss):
+    """gbar_i . gbar_j and its gradient Hbar_i gbar_j + Hbar_j gbar_i, at theta."""
+    g_i = net.loss_and_grad(theta, *batch_i, loss)[1]
+    g_j = net.loss_and_grad(theta, *batch_j, loss)[1]
+    return float(g_i @ g_j), net.hvp(theta, *batch_i, g_j, loss) + net.hvp(theta, *batch_j, g_i, loss)
+
+
+def avg_grad_terms(net, theta, tasks, loss):
+    """Per-task AvgGrad and AvgGradInner samples for ``tasks``, a list of k-minibatch lists.
+
+    Returns (avg_grad (n, P), avg_grad_inner (n, P)): for each task, the mean of gbar_i over
+    its minibatches and the mean of Hbar_i gbar_j over its ordered pairs i != j.
+    """
+    grads, inners = [], []
+    for batches in tasks:
+        gbar, hg = taylor_terms(net, theta, batches, loss)
+        k = len(gbar)
+        off_diagonal = ~np.eye(k, dtype=bool)
+        grads.append(gbar.mean(axis=0))
+        inners.append(hg[off_diagonal].mean(axis=0))
+    return np.array(grads), np.array(inners)
+
+
+def fit_coefficients(update, avg_grad, avg_grad_inner, lr):
+    """Least-squares (a, b) with update ~= a AvgGrad - b lr AvgGradInner (all (P,) vectors)."""
+    design = np.stack([avg_grad, -lr * avg_grad_inner], axis=1)  # (P, 2)
+    (a, b), *_ = np.linalg.lstsq(design, update, rcond=None)
+    return float(a), float(b)
+
+
+def loglog_slope(x, y):
+    """Slope of log y against log x by least squares."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+# ----------------------------------------------------------------------------- experiments
+
+def sine_task(rng, k, batch_size=10):
+    """One sine task's k minibatches of ``batch_size`` points (no task axis)."""
+    from .tasks.sine import SineTasks
+    family = SineTasks()
+    amplitude, phase = family.sample(rng, 1)
+    x = rng.uniform(*family.x_range, (k, batch_size, 1))
+    y = amplitude[0] * np.sin(x + phase[0])
+    return list(zip(x, y))
+
+
+def residual_curves(net, theta, batches, loss, lrs, methods=("maml", "fomaml", "reptile")):
+    """{method: (residual with the lr terms, residual without them)} over ``lrs``, and slopes."""
+    from .meta import meta_gradient
+    gbar, hg = taylor_terms(net, theta, batches, loss)
+    curves = {}
+    for method in methods:
+        exact = [meta_gradient(net, theta, batches, lr, loss, method) for lr in lrs]
+        full = [np.linalg.norm(e - first_order(gbar, hg, lr, method)) for e, lr in zip(exact, lrs)]
+        none = [np.linalg.norm(e - first_order(gbar, hg, lr, method, False)) for e, lr in zip(exact, lrs)]
+        curves[method] = (np.array(full), np.array(none), loglog_slope(lrs, full), loglog_slope(lrs, none))
+    return curves
+
+
+def coefficient_table(net, theta, tasks, loss, lr, bootstrap=200, seed=0):
+    """Measured (a, b) of each method's expected update, with bootstrap standard errors over tasks.
+
+    Each task's update is averaged over every order of its minibatches; (a, b) is the
+    least-squares fit of update ~= a AvgGrad - b lr AvgGradInner over all tasks' coordinates.
+    """
+    import itertools
+    from .meta import meta_gradient
+    grad, inner = avg_grad_terms(net, theta, tasks, loss)
+    rng, table = np.random.default_rng(seed), {}
+    for method in EXPECTED_COEFFICIENTS:
+        updates = np.array([np.mean([meta_gradient(net, theta, list(order), lr, loss, method)
+                                     for order in itertools.permutations(batches)], axis=0)
+                            for batches in tasks])
+        fit = lambda idx: fit_coefficients(updates[idx].ravel(), grad[idx].ravel(), inner[idx].ravel(), lr)
+        a, b = fit(np.arange(len(tasks)))
+        samples = np.array([fit(rng.integers(0, len(tasks), len(tasks))) for _ in range(bootstrap)])
+        table[method] = {"expected": EXPECTED_COEFFICIENTS[method](len(tasks[0])), "a": a, "b": b,
+                         "se": tuple(samples.std(axis=0, ddof=1))}
+    return table
+
+
+def within_task_inner_product(net, theta, tasks, loss):
+    """Mean over tasks of gbar_1 . gbar_2 (two minibatches of the same task), at theta."""
+    values = [net.loss_and_grad(theta, *t[0], loss)[1] @ net.loss_and_grad(theta, *t[1], loss)[1]
+              for t in tasks]
+    return float(np.mean(values))

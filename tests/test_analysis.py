@@ -1,0 +1,67 @@
+"""The Taylor-series analysis: residuals fall as lr^2, AvgGradInner, the expected-update coefficients."""
+import itertools
+
+import numpy as np
+import pytest
+
+import minireptile as mr
+from minireptile import analysis
+
+
+def task(rng, k, hidden=16):
+    amplitude, phase = rng.uniform(0.5, 3), rng.uniform(0, 2 * np.pi)
+    batches = []
+    for _ in range(k):
+        x = rng.uniform(-5, 5, (10, 1))
+        batches.append((x, amplitude * np.sin(x + phase)))
+    return batches
+
+
+@pytest.fixture(scope="module")
+def net_theta():
+    net = mr.sine_mlp(hidden=16)
+    return net, net.init(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("method", ["maml", "fomaml", "reptile"])
+def test_first_order_residual_falls_as_lr_squared(net_theta, k, method):
+    net, theta = net_theta
+    batches = task(np.random.default_rng(k), k)
+    gbar, hg = analysis.taylor_terms(net, theta, batches, mr.mse)
+    lrs = np.logspace(-4, -1.5, 6)                               # 2.5 decades
+    full, dropped = [], []
+    for lr in lrs:
+        exact = mr.meta_gradient(net, theta, batches, lr, mr.mse, method)
+        full.append(np.linalg.norm(exact - analysis.first_order(gbar, hg, lr, method)))
+        dropped.append(np.linalg.norm(exact - analysis.first_order(gbar, hg, lr, method, False)))
+    assert 1.9 <= analysis.loglog_slope(lrs, full) <= 2.1
+    assert 0.9 <= analysis.loglog_slope(lrs, dropped) <= 1.1
+
+
+def test_avg_grad_inner_is_half_the_gradient_of_the_inner_product(net_theta):
+    net, theta = net_theta
+    rng = np.random.default_rng(1)
+    batches = task(rng, 2)
+    value, grad = analysis.inner_product_and_gradient(net, theta, *batches, mr.mse)
+    f = lambda th: (net.loss_and_grad(th, *batches[0], mr.mse)[1]
+                    @ net.loss_and_grad(th, *batches[1], mr.mse)[1])
+    assert mr.check_gradient(f, theta, grad, rng, max_coords=0, directions=6) <= 1e-6
+    _, inner = analysis.avg_grad_terms(net, theta, [batches], mr.mse)
+    np.testing.assert_allclose(inner[0], grad / 2, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["maml", "fomaml", "reptile"])
+def test_expected_update_coefficients(net_theta, method):
+    """Averaged over every order of each task's minibatches, the updates are
+    a AvgGrad - b lr AvgGradInner with the paper's (a, b), up to O(lr)."""
+    net, theta = net_theta
+    rng, k, lr = np.random.default_rng(2), 3, 1e-3
+    tasks = [task(rng, k) for _ in range(4)]
+    updates = [np.mean([mr.meta_gradient(net, theta, list(order), lr, mr.mse, method)
+                        for order in itertools.permutations(batches)], axis=0) for batches in tasks]
+    grad, inner = analysis.avg_grad_terms(net, theta, tasks, mr.mse)
+    a, b = analysis.fit_coefficients(np.concatenate(updates), grad.ravel(), inner.ravel(), lr)
+    expected_a, expected_b = analysis.EXPECTED_COEFFICIENTS[method](k)
+    assert a == pytest.approx(expected_a, rel=1e-3)
+    assert b == pytest.approx(expected_b, rel=0.05)
