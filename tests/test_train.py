@@ -62,6 +62,7 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         train(10, checkpoint=ckpt, resume=True, lr=0.03)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_divergence_names_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     good = FAMILY.training_batches(np.random.default_rng(0), 1)
