@@ -12,9 +12,13 @@ from .train import save_checkpoint
 
 def _write_json(path, data):
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _table(rows, header):
@@ -206,7 +210,7 @@ def run_taylor(out, smoke=False, seed=0, progress=True):
     out = Path(out)
     results = {}
     # 1. residuals of the first-order expansions against lr
-    lrs = np.logspace(-4, -1.5, 4 if smoke else 8)
+    lrs = np.logspace(-5, -2, 4 if smoke else 10)                   # three decades
     curves = {k: analysis.residual_curves(net, theta, analysis.sine_task(rng, k), mse, lrs)
               for k in (2, 3, 4)}
     plots.taylor_residuals(lrs, curves, out / "taylor_residuals.png")
@@ -220,7 +224,7 @@ def run_taylor(out, smoke=False, seed=0, progress=True):
     results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
     # 3. the coefficients of the expected updates, k = 3
     tasks = [analysis.sine_task(rng, 3) for _ in range(6 if smoke else 60)]
-    results["coefficients"] = analysis.coefficient_table(net, theta, tasks, mse, lr=1e-4,
+    results["coefficients"] = analysis.coefficient_table(net, theta, tasks, mse, lr=1e-3,
                                                          bootstrap=20 if smoke else 200)
     # 4. the within-task gradient inner product during meta-training
     held_out = [analysis.sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
@@ -248,15 +252,107 @@ def cmd_taylor(args):
             for k, ms in results["slopes"].items() for m, v in ms.items()]
     print(_table(rows, ["k", "method", "with", "without"]))
     print(f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}")
-    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})",
-             f"{r['a']:.3f} +- {r['se'][0]:.3f}", f"{r['b']:.3f} +- {r['se'][1]:.3f}"]
+    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.5f} +- {r['se'][0]:.5f}",
+             f"{r['b']:.5f} +- {r['se'][1]:.5f}", f"{r['b at lr']:.4f}"]
             for m, r in results["coefficients"].items()]
-    print("expected updates = a AvgGrad - b lr AvgGradInner (k = 3):")
-    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b"]))
+    print("expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:")
+    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3"]))
     ip = results["inner_product"]
     print(f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
           f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}")
     _write_json(Path(args.out) / "taylor.json", results)
+
+
+# ----------------------------------------------------------------------------- gradient combinations
+
+def cmd_gradient_combos(args):
+    from . import combinations, plots
+    from .models import omniglot_net
+    preset = combinations.PRESETS[args.preset] | {k: v for k, v in (
+        ("lr", args.inner_lr), ("iterations", args.iterations), ("eval_every", args.eval_every)) if v}
+    train_pool, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
+    print(f"{described}; preset {args.preset}: {preset}")
+    curves = combinations.train(omniglot_net(5), train_pool, test_pool, eval_tasks=args.eval_tasks,
+                                seed=args.seed, progress=not args.quiet, **preset)
+    out = Path(args.out)
+    plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r])
+                           for r, name in enumerate(curves.names)}, out / "gradient_combinations.png",
+                          ylabel=f"held-out 5-shot 5-way accuracy ({args.eval_tasks} tasks)",
+                          title=f"inner-gradient combinations, inner SGD lr {preset['lr']}",
+                          hlines={"random initialization": curves.random_init})
+    claims = combinations.paper_claims(curves)
+    _write_json(out / "gradient_combinations.json", _jsonable({
+        "preset": args.preset, "settings": preset, "split": described, "seconds": curves.seconds,
+        "iterations": curves.iterations, "random_init": curves.random_init, "claims": claims,
+        "accuracy": {n: curves.accuracy[:, r].tolist() for r, n in enumerate(curves.names)},
+        "transductive": {n: curves.transductive[:, r].tolist() for r, n in enumerate(curves.names)}}))
+    rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}%", f"{100 * curves.transductive[-1, r]:.1f}%"]
+            for r, n in enumerate(curves.names)]
+    print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min); "
+          f"random initialization {100 * curves.random_init:.1f}%")
+    print(_table(rows, ["run", "accuracy", "transductive"]))
+    for claim, holds in claims.items():
+        print(f"{'holds' if holds else 'does not hold'}: {claim}")
+
+
+# ----------------------------------------------------------------------------- joint vs reptile
+
+def run_joint(out, data=None, test_alphabets=None, smoke=False, progress=True):
+    """Notebook 04's comparison at full (or smoke) budget; writes joint_vs_reptile.png."""
+    import matplotlib
+    from . import joint, plots
+    sine_part = joint.sine_study(iterations=200 if smoke else 10000, tasks=20 if smoke else 100,
+                                 progress=progress)
+    omni_part = None
+    if data is not None:
+        train_pool, test_pool, _ = omniglot_setup(data, test_alphabets)
+        omni_part = joint.omniglot_study(train_pool, test_pool, iterations=20 if smoke else 1500,
+                                         eval_tasks=10 if smoke else 50, progress=progress)
+    plots.joint_vs_reptile(sine_part, omni_part, Path(out) / "joint_vs_reptile.png")
+    results = {"sine": _jsonable(sine_part), "omniglot": _jsonable(omni_part)}
+    _write_json(Path(out) / "joint_vs_reptile.json", results)
+    return sine_part, omni_part
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return float(value) if isinstance(value, (np.floating, np.integer)) else value
+
+
+def cmd_joint(args):
+    sine_part, omni_part = run_joint(args.out, args.data, args.test_alphabets, args.smoke, not args.quiet)
+    print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
+    for k, (_, mse) in sine_part["curves"].items():
+        z = sine_part["zero_shot"][k]
+        print(f"  k = {k:2d}: {mse[-1]:.3f}   ({z['mse']:.3f}, {z['prediction spread']:.3f})")
+    print("sine, k = 5, by outer step size: " + ", ".join(f"eps {e}: {v:.3f}" for e, v in sine_part["step_sizes"].items()))
+    if omni_part:
+        for k, (_, acc) in omni_part["curves"].items():
+            print(f"omniglot k = {k:2d}: 1-shot {100 * acc[-1]:.1f}%, zero-shot {100 * omni_part['zero_shot'][k]:.1f}%")
+
+
+def cmd_figures(args):
+    """Regenerate every PNG in figures/ at full budgets (the Omniglot ones need --data)."""
+    from .tasks import sine
+    out, smoke = Path(args.out), args.smoke
+    iterations = 100 if smoke else 30000
+    _, reptile = sine.train(iterations=iterations, desc="sine reptile")
+    net, joint_run = sine.train(iterations=iterations, method="joint", desc="sine joint")
+    sine_figure(net, {"reptile (k = 5)": reptile.theta, "joint training (k = 1)": joint_run.theta},
+                out / "sine.png")
+    run_taylor(out, smoke=smoke)
+    run_joint(out, args.data, args.test_alphabets, smoke=smoke)
+    if args.data:
+        cmd_gradient_combos(argparse.Namespace(
+            data=args.data, test_alphabets=args.test_alphabets, preset="course",
+            iterations=4 if smoke else None, inner_lr=None, eval_every=2 if smoke else None,
+            eval_tasks=3 if smoke else 30, seed=0, out=str(out), quiet=smoke))
+    print(f"wrote the figures to {out}/")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -341,6 +437,30 @@ def build_parser():
     p.add_argument("--smoke", action="store_true", help="tiny budgets")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_taylor)
+
+    p = commands.add_parser("gradient-combos", help="the ten inner-gradient combinations on Omniglot")
+    p.add_argument("--data", required=True)
+    p.add_argument("--test-alphabets", nargs="+")
+    p.add_argument("--preset", choices=["course", "paper"], default="course")
+    p.add_argument("--iterations", type=int, help="override the preset's")
+    p.add_argument("--inner-lr", type=float, help="override the preset's")
+    p.add_argument("--eval-every", type=int, help="override the preset's")
+    p.add_argument("--eval-tasks", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="figures")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_gradient_combos)
+
+    for name, help_text, run in [("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
+                                 ("figures", "regenerate every figure at full budget", cmd_figures)]:
+        p = commands.add_parser(name, help=help_text)
+        p.add_argument("--data", help="Omniglot folder (the Omniglot parts are skipped without it)")
+        p.add_argument("--test-alphabets", nargs="+", default=["Japanese_(katakana)", "Sanskrit", "Tagalog"])
+        p.add_argument("--out", default="figures")
+        p.add_argument("--smoke", action="store_true", help="tiny budgets (to check the command)")
+        if name == "joint":
+            p.add_argument("--quiet", action="store_true")
+        p.set_defaults(run=run)
 
     p = commands.add_parser("demo", help="the interactive 1-shot classification demo in a browser")
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "

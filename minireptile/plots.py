@@ -66,3 +66,30 @@ def taylor_residuals(lrs, curves_by_k, path):
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("|exact - expansion|")
     return _save(fig, path)
+
+
+def joint_vs_reptile(sine_part, omni_part, path):
+    """Left: held-out sine MSE after adaptation by k. Middle: k = 5 by outer step size.
+    Right: Omniglot 1-shot accuracy by k (if given)."""
+    panels = 3 if omni_part else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    for k, (x, y) in sine_part["curves"].items():
+        axes[0].plot(x, y, label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
+    axes[0].set(yscale="log", xlabel="outer iteration", ylabel="held-out MSE after 32 steps",
+                title="sine waves")
+    eps, mse = zip(*sorted(sine_part["step_sizes"].items()))
+    axes[1].plot(eps, mse, "o-")
+    axes[1].set(xscale="log", xlabel="outer step size eps", ylabel="held-out MSE after 32 steps",
+                title="sine waves, Reptile k = 5")
+    if omni_part:
+        for k, (x, y) in omni_part["curves"].items():
+            axes[2].plot(x, y, "o-", label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
+        axes[2].axhline(0.2, ls="--", color="gray", lw=1)
+        axes[2].set(xlabel="outer iteration", ylabel="held-out 5-way 1-shot accuracy",
+                    title="Omniglot")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

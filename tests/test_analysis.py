@@ -65,3 +65,14 @@ def test_expected_update_coefficients(net_theta, method):
     expected_a, expected_b = analysis.EXPECTED_COEFFICIENTS[method](k)
     assert a == pytest.approx(expected_a, rel=1e-3)
     assert b == pytest.approx(expected_b, rel=0.05)
+
+
+def test_coefficient_table_extrapolates_to_the_papers_coefficients(net_theta):
+    net, theta = net_theta
+    rng = np.random.default_rng(3)
+    tasks = [task(rng, 3) for _ in range(3)]
+    table = analysis.coefficient_table(net, theta, tasks, mr.mse, lr=1e-3, bootstrap=5)
+    for method, row in table.items():
+        a, b = row["expected"]
+        assert row["a"] == pytest.approx(a, rel=1e-4) and row["b"] == pytest.approx(b, rel=1e-3)
+        assert abs(row["b at lr"] - b) > abs(row["b"] - b)        # extrapolation removes the O(lr) bias

@@ -127,3 +127,15 @@ def test_omniglot_command_end_to_end(tmp_path):
     assert set(json.loads(scores.read_text())["final"]) == {"carried-over Adam state", "fresh Adam state"}
     np.savez(tmp_path / "wrong.npz", theta=np.zeros(10))
     assert main(evaluate + ["--checkpoint", str(tmp_path / "wrong.npz")]) == 2
+
+
+def test_evaluating_several_models_at_once_equals_one_at_a_time():
+    pool, _ = pool_of_patterns(classes=10, drawings=4)
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    thetas = np.stack([net.init(np.random.default_rng(s)) for s in range(3)])
+    kwargs = dict(tasks=6, ways=5, shots=1, lr=0.01, inner_iters=3, batch_size=5, inner="sgd", chunk=6)
+    together = fewshot.evaluate(net, thetas, pool, np.random.default_rng(4), **kwargs)
+    for r in range(3):
+        alone = fewshot.evaluate(net, thetas[r], pool, np.random.default_rng(4), **(kwargs | {"chunk": 2}))
+        for mode in together:
+            np.testing.assert_allclose(together[mode][0][r], alone[mode][0])

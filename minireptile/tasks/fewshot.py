@@ -107,12 +107,16 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set (the
     inner Adam, or plain SGD), then classify one query per class.
 
-    ``state``: the inner Adam state to start from (the authors carry the training state
-    into evaluation); None starts fresh. Returns {"transductive": (accuracy, ci95),
-    "non-transductive": (accuracy, ci95)}, the 95% interval over tasks.
+    ``theta`` (P,), or (R, P) for R models scored on the same tasks and minibatches (all
+    R x tasks adaptations run together on the task axis). ``state``: the inner Adam state
+    to start from (the authors carry the training state into evaluation); None starts
+    fresh. Returns {"transductive": (accuracy, ci95), "non-transductive": (accuracy, ci95)},
+    the 95% interval over tasks; with R models, each is a pair of (R,) arrays.
     """
     if inner not in ("adam", "sgd"):
         raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
+    thetas = np.atleast_2d(theta)                                           # (R, P)
+    R, chunk = len(thetas), max(1, chunk // len(thetas))
     correct = {"transductive": [], "non-transductive": []}
     for start in range(0, tasks, chunk):
         T = min(chunk, tasks - start)
@@ -120,22 +124,28 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
         support, support_labels = flatten_task(x[:, :, 1:], labels[:, :, 1:])
         queries, query_labels = x[:, :, 0], labels[:, :, 0]                 # (T, N, ...), (T, N)
         batches = cycle_batches(rng, support, support_labels, batch_size, inner_iters)
-        thetas = np.broadcast_to(theta, (T, theta.shape[-1]))
+        every = lambda a: np.concatenate([a] * R)                           # run-major: (R T, ...)
+        batches = [(every(xb), every(yb)) for xb, yb in batches]
+        start_thetas = np.repeat(thetas, T, axis=0)                         # (R T, P)
         if inner == "sgd":
-            phi = run_sgd(net, thetas, batches, lr, softmax_cross_entropy)[0]
+            phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy)[0]
         else:
             start_state = None if state is None else AdamState(
-                np.broadcast_to(state.m, thetas.shape).copy(),
-                np.broadcast_to(state.v, thetas.shape).copy(), state.t)
-            phi = run_adam(net, thetas, batches, lr, softmax_cross_entropy, start_state)[0]
+                np.broadcast_to(state.m, start_thetas.shape).copy(),
+                np.broadcast_to(state.v, start_thetas.shape).copy(), state.t)
+            phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state)[0]
         for mode in correct:
-            logits = predict(net, phi, support, queries, mode == "transductive")
-            correct[mode].append((logits.argmax(axis=-1) == query_labels).mean(axis=1))
-    return {mode: _mean_ci(np.concatenate(values)) for mode, values in correct.items()}
+            logits = predict(net, phi, every(support), every(queries), mode == "transductive")
+            hits = (logits.argmax(axis=-1) == every(query_labels)).mean(axis=1)
+            correct[mode].append(hits.reshape(R, T))
+    results = {mode: _mean_ci(np.concatenate(values, axis=1)) for mode, values in correct.items()}
+    if np.ndim(theta) == 1:
+        results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
+    return results
 
 
 def _mean_ci(per_task):
-    """Mean and 95% confidence half-width over tasks (normal approximation)."""
-    if len(per_task) < 2:
-        return float(per_task.mean()), 0.0
-    return float(per_task.mean()), float(1.96 * per_task.std(ddof=1) / np.sqrt(len(per_task)))
+    """Mean and 95% confidence half-width over tasks (the last axis; normal approximation)."""
+    n = per_task.shape[-1]
+    ci = 1.96 * per_task.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(per_task.shape[:-1])
+    return per_task.mean(axis=-1), ci

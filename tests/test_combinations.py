@@ -1,0 +1,68 @@
+"""The ten gradient-combination runs trained together on the task axis."""
+import numpy as np
+
+import minireptile as mr
+from minireptile import combinations
+from minireptile.tasks import fewshot
+
+
+def pool(seed=0, classes=8, drawings=20, size=8):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, (classes, 1, size, size)) + 0.1 * rng.standard_normal((classes, drawings, size, size))
+    return fewshot.ClassPool(images)
+
+
+def test_minibatches_are_shared_by_the_runs_and_do_not_overlap():
+    batches = combinations.shared_minibatches(pool(), np.random.default_rng(0), runs=3)
+    assert len(batches) == 4 and batches[0][0].shape == (3, 25, 1, 8, 8)
+    for x, y in batches:
+        np.testing.assert_array_equal(x[0], x[2])
+        assert sorted(np.bincount(y[0])) == [5] * 5
+    seen = [{img.tobytes() for img in x[0]} for x, _ in batches]
+    assert all(not seen[i] & seen[j] for i in range(4) for j in range(i))
+
+
+def test_one_iteration_is_each_runs_weighted_meta_gradient_step():
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    train_pool, test_pool = pool(0), pool(1)
+    curves = combinations.train(net, train_pool, test_pool, lr=0.03, iterations=1, eval_every=1,
+                                eval_tasks=2, seed=5, progress=False)
+    rng = np.random.default_rng(5)                    # replay the run's random stream
+    theta0 = net.init(rng, dtype=np.float32)
+    batches = combinations.shared_minibatches(train_pool, rng, len(combinations.RUNS))
+    for r, (name, weights, eps) in enumerate(combinations.RUNS):
+        task = [(x[r], y[r]) for x, y in batches]
+        g = mr.meta_gradient(net, theta0, task, 0.03, mr.softmax_cross_entropy, list(weights))
+        np.testing.assert_allclose(curves.theta[r], theta0 - eps * 0.03 * g, rtol=1e-5, atol=1e-6)
+    assert curves.accuracy.shape == (1, 10) and 0 <= curves.random_init <= 1
+
+
+def test_paper_claims_read_the_final_numbers():
+    names = [name for name, *_ in combinations.RUNS]
+    final = {"g1": 0.5, "g2": 0.7, "g3": 0.72, "g4": 0.73, "g1+g2": 0.75, "g1+g2+g3": 0.8,
+             "g1+g2+g3+g4": 0.85, "avg(g1,g2)": 0.7, "avg(g1..g3)": 0.75, "avg(g1..g4)": 0.8}
+    curves = combinations.Curves(names, [10], np.array([[final[n] for n in names]]),
+                                 np.zeros((1, 10)), 0.46)
+    assert all(combinations.paper_claims(curves).values())
+    final["g1"] = 0.9
+    curves.accuracy = np.array([[final[n] for n in names]])
+    assert not combinations.paper_claims(curves)["g1 gains less than every multi-gradient run"]
+
+
+def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
+    import json
+    from minireptile.cli import main
+    from omniglot_tree import layout, write_zip
+    data = tmp_path / "data"
+    data.mkdir()
+    write_zip(data / "images_background.zip", layout("images_background", ["A", "B", "C"], 6, 21))
+    out = tmp_path / "figs"
+    assert main(["gradient-combos", "--data", str(data), "--test-alphabets", "C", "--iterations", "2",
+                 "--eval-every", "1", "--eval-tasks", "2", "--out", str(out), "--quiet"]) == 0
+    saved = json.loads((out / "gradient_combinations.json").read_text())
+    assert saved["iterations"] == [1, 2] and len(saved["accuracy"]) == 10
+    assert all(isinstance(v, bool) for v in saved["claims"].values())
+    assert (out / "gradient_combinations.png").is_file()
+    assert main(["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]) == 0
+    for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations"):
+        assert (out / f"{name}.png").is_file(), name
