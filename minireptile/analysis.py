@@ -141,7 +141,11 @@ def coefficient_table(net, theta, tasks, loss, lr, bootstrap=200, seed=0):
 
 
 def within_task_inner_product(net, theta, tasks, loss):
-    """Mean over tasks of gbar_1 . gbar_2 (two minibatches of the same task), at theta."""
-    values = [net.loss_and_grad(theta, *t[0], loss)[1] @ net.loss_and_grad(theta, *t[1], loss)[1]
-              for t in tasks]
-    return float(np.mean(values))
+    """Mean over tasks of gbar_1 . gbar_2 (two minibatches of the same task), at theta.
+
+    All tasks run at once on the task axis (their minibatches must have equal sizes).
+    """
+    thetas = np.broadcast_to(theta, (len(tasks), np.shape(theta)[-1]))
+    g1, g2 = (net.loss_and_grad(thetas, np.stack([t[i][0] for t in tasks]),
+                                np.stack([t[i][1] for t in tasks]), loss)[1] for i in (0, 1))
+    return float(np.mean(np.sum(g1 * g2, axis=1)))

@@ -76,3 +76,12 @@ def test_coefficient_table_extrapolates_to_the_papers_coefficients(net_theta):
         a, b = row["expected"]
         assert row["a"] == pytest.approx(a, rel=1e-4) and row["b"] == pytest.approx(b, rel=1e-3)
         assert abs(row["b at lr"] - b) > abs(row["b"] - b)        # extrapolation removes the O(lr) bias
+
+
+def test_within_task_inner_product_on_the_task_axis_equals_one_task_at_a_time(net_theta):
+    net, theta = net_theta
+    rng = np.random.default_rng(4)
+    tasks = [task(rng, 2) for _ in range(3)]
+    one_by_one = [net.loss_and_grad(theta, *t[0], mr.mse)[1] @ net.loss_and_grad(theta, *t[1], mr.mse)[1]
+                  for t in tasks]
+    assert analysis.within_task_inner_product(net, theta, tasks, mr.mse) == pytest.approx(np.mean(one_by_one), rel=1e-12)

@@ -144,3 +144,13 @@ def test_backward_returns_input_gradient():
     assert dx.shape == x.shape
     f = lambda x_: np.sum(net.forward(theta, x_)[0] * dy)
     assert mr.check_gradient(f, x, dx, rng) <= 1e-6
+
+
+def test_param_spec_flatten_inverts_unflatten():
+    net = mr.sine_mlp(hidden=4)
+    theta = net.init(np.random.default_rng(9))
+    np.testing.assert_array_equal(net.spec.flatten(net.unflatten(theta)), theta)
+    batch = np.stack([theta, 2 * theta])
+    np.testing.assert_array_equal(net.spec.flatten(net.unflatten(batch)), batch)
+    with pytest.raises(ValueError, match="missing parameters"):
+        net.spec.flatten({"0.W": np.zeros((1, 4))})
