@@ -93,14 +93,6 @@ def omniglot_setup(data, test_alphabets=None, split_seed=0, cache=None):
                                 f"{pools[1].num_classes} test classes")
 
 
-def _mean_state(state):
-    """One inner Adam state from the T per-slot states of training (for carried-over evaluation)."""
-    from .inner import AdamState
-    if state is None:
-        return None
-    return AdamState(np.atleast_2d(state.m).mean(axis=0), np.atleast_2d(state.v).mean(axis=0), state.t)
-
-
 def cmd_omniglot(args):
     from . import plots
     from .losses import softmax_cross_entropy
@@ -157,7 +149,8 @@ def cmd_omniglot(args):
 def final_evaluation(net, theta, test_pool, inner_state, tasks, seed, inner="adam", **evaluation):
     """{evaluation: {mode: {"accuracy", "ci95"}}} with the carried-over and a fresh Adam state."""
     from .tasks import fewshot
-    states = {"carried-over Adam state": _mean_state(inner_state), "fresh Adam state": None}
+    carried = None if inner_state is None else inner_state.mean_over_tasks()
+    states = {"carried-over Adam state": carried, "fresh Adam state": None}
     final = {}
     for name, state in (states.items() if inner == "adam" else [("SGD", None)]):
         scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,

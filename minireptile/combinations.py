@@ -8,6 +8,7 @@ loop is plain SGD on k non-overlapping minibatches of 5 images per class.
 All ten runs train together on the task axis: one theta per run, the same sampled task
 for every run at every iteration (so the comparison is fair), and one weight row per run.
 """
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,6 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     then theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
     Held-out accuracy: 5-shot 5-way, 5 SGD steps of lr on the 25 support images.
     """
-    import time
     rng = np.random.default_rng(seed)
     weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
     eps0 = np.array([eps for *_, eps in runs])                                  # (R,)

@@ -47,9 +47,8 @@ class Model:
         if self.theta.size != self.net.num_params:
             raise ValueError(f"checkpoint {path} has {self.theta.size} parameters, but the 5-way "
                              f"Omniglot net needs {self.net.num_params}")
-        if v is not None:                    # a training checkpoint keeps one state per task slot
-            v = v.reshape(-1, self.theta.size).mean(axis=0)
-        self.state = None if v is None else AdamState(np.zeros_like(v), v, t)
+        # a training checkpoint keeps one state per task slot; the demo adapts with their mean
+        self.state = None if v is None else AdamState(np.zeros_like(v), v, t).mean_over_tasks()
         self.lr, self.steps, self.batch_size = lr, steps, batch_size
 
     def classify(self, support, query, seed=0):
@@ -59,8 +58,7 @@ class Model:
         x = np.asarray(support, dtype=np.float32)[None, :, None]          # (1, N, 1, 28, 28)
         labels = np.arange(n)[None]
         batches = cycle_batches(np.random.default_rng(seed), x, labels, self.batch_size, self.steps)
-        state = None if self.state is None else AdamState(
-            self.state.m[None].copy(), self.state.v[None].copy(), self.state.t)
+        state = None if self.state is None else self.state.for_tasks(1)
         phi = run_adam(self.net, self.theta[None], batches, self.lr, softmax_cross_entropy, state)[0]
         logits = predict(self.net, phi, x, np.asarray(query, np.float32)[None, None, None],
                          transductive=False)[0, 0, :n]                     # the N classes drawn

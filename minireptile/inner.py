@@ -67,6 +67,15 @@ class AdamState:
     def copy(self):
         return AdamState(self.m.copy(), self.v.copy(), self.t)
 
+    def mean_over_tasks(self):
+        """One state (P,) from T per-slot states (T, P): the slots' mean moments."""
+        return AdamState(np.atleast_2d(self.m).mean(axis=0), np.atleast_2d(self.v).mean(axis=0), self.t)
+
+    def for_tasks(self, T):
+        """The same (P,) state for each of T tasks: moments (T, P), C order, writable."""
+        tile = lambda a: np.broadcast_to(a, (T, a.shape[-1])).copy()
+        return AdamState(tile(self.m), tile(self.v), self.t)
+
 
 def run_adam(net, theta, batches, lr, loss, state=None, beta1=0.0, beta2=0.999, eps=1e-8):
     """phi, [step_1, ..., step_k], losses (T?, k) and the new state, for k Adam steps.

@@ -7,8 +7,7 @@ from .params import ParamSpec
 # result (the truncation error is O(h^2)) yet far above the underflow threshold.
 _COMPLEX_STEP = {np.dtype(np.float64): 1e-20, np.dtype(np.float32): 1e-10}
 _REAL = {np.dtype(t): np.dtype(r) for t, r in [(np.float64, np.float64), (np.float32, np.float32),
-                                               (np.complex128, np.float64), (np.complex64, np.float32),
-                                               (np.float16, np.float16)]}
+                                               (np.complex128, np.float64), (np.complex64, np.float32)]}
 
 
 class Sequential:

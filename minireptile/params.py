@@ -11,6 +11,10 @@ import math
 import numpy as np
 
 
+#: The dtypes theta may have: float32/float64, and their complex kin inside ``hvp``.
+DTYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.complex128, np.complex64))
+
+
 class ParamSpec:
     """Names, shapes and offsets of the parameters packed into one flat vector.
 
@@ -32,15 +36,16 @@ class ParamSpec:
     def check(self, theta, what="theta"):
         """Return ``theta`` as an array after checking it is (P,) or (T, P)."""
         if (type(theta) is np.ndarray and 1 <= theta.ndim <= 2 and theta.shape[-1] == self.size
-                and theta.dtype.kind in "fc"):
+                and theta.dtype in DTYPES):
             return theta                                  # the common case, checked cheaply
         theta = np.asarray(theta)
         if theta.ndim not in (1, 2) or theta.shape[-1] != self.size:
             raise ValueError(
                 f"{what} must have shape (P,) or (T, P) with P = {self.size} parameters; "
                 f"got shape {theta.shape}")
-        if not (np.issubdtype(theta.dtype, np.floating) or np.issubdtype(theta.dtype, np.complexfloating)):
-            raise ValueError(f"{what} must be a float array; got dtype {theta.dtype}")
+        if theta.dtype not in DTYPES:
+            raise ValueError(f"{what} must be a float array (float32 or float64; complex only inside "
+                             f"hvp); got dtype {theta.dtype}")
         return theta
 
     def unflatten(self, theta):

@@ -183,3 +183,14 @@ def test_float32_stays_float32_through_inner_loops_and_meta_training():
         result = mr.meta_train(net, theta[0], lambda r: SineTasks().training_batches(r, 2), loss,
                                iterations=3, lr=0.001, inner=inner, outer=outer, progress=False)
         assert result.theta.dtype == np.float32
+
+
+def test_adam_state_mean_over_tasks_and_for_tasks():
+    from minireptile.inner import AdamState
+    state = AdamState(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 1.0], [3.0, 5.0]]), 7)
+    mean = state.mean_over_tasks()
+    np.testing.assert_array_equal(mean.v, [2.0, 3.0])
+    tiled = mean.for_tasks(3)
+    assert tiled.v.shape == (3, 2) and tiled.v.flags["C_CONTIGUOUS"] and tiled.t == 7
+    tiled.v[0, 0] = 9.0
+    assert mean.v[0] == 2.0                                     # copies, not views

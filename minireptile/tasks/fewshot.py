@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inner import AdamState, run_adam, run_sgd
+from ..inner import run_adam, run_sgd
 from ..losses import softmax_cross_entropy
 
 
@@ -130,9 +130,7 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
         if inner == "sgd":
             phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy)[0]
         else:
-            start_state = None if state is None else AdamState(
-                np.broadcast_to(state.m, start_thetas.shape).copy(),
-                np.broadcast_to(state.v, start_thetas.shape).copy(), state.t)
+            start_state = None if state is None else state.for_tasks(len(start_thetas))
             phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state)[0]
         for mode in correct:
             logits = predict(net, phi, every(support), every(queries), mode == "transductive")
