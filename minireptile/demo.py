@@ -23,6 +23,7 @@ from .tasks.fewshot import cycle_batches, predict
 from .tasks.omniglot import preprocess
 
 MAX_BODY = 1 << 20                 # bytes: a request larger than this is refused
+DRAIN_BODY = 16 * MAX_BODY         # bytes: a refused body up to this size is read before replying
 MAX_POINTS = 20000                 # points over all canvases
 RENDER = 105                       # Omniglot's image size
 STROKE = 6.0                       # pen width at 105 px, as measured on Omniglot
@@ -145,9 +146,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.path != "/classify":
             return self._send_json(404, {"error": f"no endpoint {self.path}"})
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send_json(400, {"error": f"the request is too large ({length} bytes; at most {MAX_BODY})"})
+        length = self._content_length()
+        if length is None:
+            return
         try:
             support, query, width, height = parse_request(self.rfile.read(length))
             images = [render(s, width, height) for s in support]
@@ -157,6 +158,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send_json(200, {"prediction": int(np.argmax(probabilities)),
                               "probabilities": [float(p) for p in probabilities],
                               "seconds": seconds})
+
+    def _content_length(self):
+        """The body's size, or None after answering 400 to a malformed or oversized one.
+
+        An oversized body up to DRAIN_BODY bytes is read and discarded first: a client that
+        sends the whole body before reading (urllib, requests) would otherwise meet a closed
+        socket (broken pipe) instead of the message.
+        """
+        text = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True              # where the body ends is unknown
+            self._send_json(400, {"error": f"Content-Length must be a byte count; got {text!r}"})
+            return None
+        if length > MAX_BODY:
+            if length <= DRAIN_BODY:
+                self._discard(length)
+            self.close_connection = True
+            self._send_json(400, {"error": f"the request is too large ({length} bytes; at most {MAX_BODY})"})
+            return None
+        return length
+
+    def _discard(self, size):
+        while size > 0:
+            chunk = self.rfile.read(min(size, 1 << 16))
+            if not chunk:                          # the client stopped sending
+                return
+            size -= len(chunk)
 
     def _local(self):
         if self.client_address[0] != "127.0.0.1":

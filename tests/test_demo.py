@@ -1,7 +1,9 @@
 """The 1-shot demo: its JSON endpoint over real HTTP, its preprocessing, bad input, and a browser."""
+import http.client
 import json
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -90,12 +92,50 @@ def test_drawings_are_centred():
     ({"support": [SHAPES["line"]] * 2, "query": []}, "the query canvas is empty"),
     ({"support": [SHAPES["line"], [[["a", 1]]]], "query": SHAPES["line"]}, "point that is not two numbers"),
     ({"support": [SHAPES["line"]] * 2, "query": SHAPES["line"], "size": [0, 5]}, "size must be"),
-    (b"x" * (demo.MAX_BODY + 1), "too large"),
+    pytest.param(b"x" * (demo.MAX_BODY + 1), "too large", id="too-large-body"),
 ])
 def test_bad_requests_get_a_400_with_a_message_and_the_server_keeps_running(server, body, match):
     status, answer = post(server, body)
     assert status == 400 and match in answer["error"]
     assert post(server, {"support": [SHAPES["line"]] * 2, "query": SHAPES["line"]})[0] == 200
+
+
+def raw_post(url, content_length, body=b"", pause=0.0):
+    """POST with a Content-Length of our choosing (urllib always sends the true one).
+
+    With a pause, the body goes in two halves with the pause between them: a server that
+    answers and closes before reading the body makes the second half a broken pipe.
+    """
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        connection.putrequest("POST", "/classify")
+        connection.putheader("Content-Length", content_length)
+        connection.endheaders()
+        half = len(body) // 2
+        connection.send(body[:half])
+        time.sleep(pause)
+        connection.send(body[half:])
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("content_length,match", [
+    ("twelve", "Content-Length must be a byte count; got 'twelve'"),
+    ("-5", "Content-Length must be a byte count; got '-5'"),
+    (str(demo.DRAIN_BODY + 1), "too large"),         # refused without reading a byte of it
+])
+def test_a_bad_content_length_gets_a_400_and_the_server_keeps_running(server, content_length, match):
+    status, answer = raw_post(server, content_length)
+    assert status == 400 and match in answer["error"]
+    assert post(server, {"support": [SHAPES["line"]] * 2, "query": SHAPES["line"]})[0] == 200
+
+
+def test_a_slow_client_sending_too_large_a_body_still_reads_the_400(server):
+    body = b"x" * (demo.MAX_BODY + 1)
+    status, answer = raw_post(server, str(len(body)), body, pause=0.3)
+    assert status == 400 and "too large" in answer["error"]
 
 
 def test_a_checkpoint_of_the_wrong_size_is_refused(tmp_path):
