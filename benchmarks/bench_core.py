@@ -1,12 +1,14 @@
 """Forward + backward time of the paper's two networks, with and without the task axis.
 
-    python benchmarks/bench_core.py [--repeats 15]
+    python benchmarks/bench_core.py [--repeats 15] [--layers]
 
 Each configuration is timed in blocks, the blocks of all configurations
 alternating (this machine's speed drifts by up to 2x from minute to minute),
 and the median block is reported. GFLOP/s counts the matmul work only
 (forward, weight gradient and input gradient) against the machine's measured
-matmul peak in the same dtype.
+matmul peak in the same dtype. ``--layers`` breaks the float32 Omniglot net
+down layer by layer at T=1 and T=5: where the time goes, and which parts
+already run at the matmul peak in a single task.
 """
 import argparse
 import time
@@ -66,7 +68,10 @@ def configurations(dtype, rng):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--layers", action="store_true", help="the per-layer table instead")
     args = parser.parse_args()
+    if args.layers:
+        return layer_table(args.repeats)
     rng = np.random.default_rng(0)
     rows = []
     for dtype in (np.float32, np.float64):
@@ -88,6 +93,38 @@ def main():
     for dtype in ("float32", "float64"):
         ratio = by_name[(dtype, "omniglot net, 10 images, T=5")] / by_name[(dtype, "omniglot net, 10 images, T=1")]
         print(f"{dtype}: omniglot T=5 / T=1 time ratio = {ratio:.2f}")
+
+
+def layer_table(repeats, dtype=np.float32):
+    """Median forward and backward time of each layer of the Omniglot net, T=1 against T=5."""
+    rng = np.random.default_rng(0)
+    net = mr.omniglot_net()
+    runs = {}
+    for T in (1, 5):
+        theta = np.stack([net.init(rng, dtype=dtype)] * T)
+        x = np.stack([rng.uniform(0, 1, (10, 1, 28, 28)).astype(dtype)] * T)
+        steps, cache = [], net.forward(theta, x)[1]
+        h = x
+        for layer, _, params, layer_cache in cache:      # replay each layer on its recorded input
+            y, _ = layer.forward(params, h)
+            dy = np.ones_like(y)
+            steps.append((lambda l=layer, p=params, h=h: l.forward(p, h),
+                          lambda l=layer, p=params, c=layer_cache, dy=dy: l.backward(p, c, dy)))
+            h = y
+        runs[T] = steps
+    times = {(T, i, d): [] for T in runs for i in range(len(net.layers)) for d in (0, 1)}
+    for _ in range(repeats):                             # alternate T=1 and T=5, layer by layer
+        for i in range(len(net.layers)):
+            for T, steps in runs.items():
+                for d in (0, 1):
+                    steps[i][d]()
+                    times[(T, i, d)].append(_timed(steps[i][d], 10))
+    print("| layer | forward T=1 | forward T=5 | backward T=1 | backward T=5 | T=5 / T=1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i, layer in enumerate(net.layers):
+        f1, f5, b1, b5 = (float(np.median(times[(T, i, d)])) for d, T in ((0, 1), (0, 5), (1, 1), (1, 5)))
+        print(f"| {i}: {type(layer).__name__} | {_fmt(f1)} | {_fmt(f5)} | {_fmt(b1)} | {_fmt(b5)} | "
+              f"{(f5 + b5) / (f1 + b1):.1f} |")
 
 
 def _fmt(seconds):
