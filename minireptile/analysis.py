@@ -111,33 +111,52 @@ def residual_curves(net, theta, batches, loss, lrs, methods=("maml", "fomaml", "
     return curves
 
 
-def coefficient_table(net, theta, tasks, loss, lr, bootstrap=200, seed=0):
+def coefficient_table(net, theta, tasks, loss, lr, levels=3, bootstrap=200, seed=0):
     """Measured (a, b) of each method's expected update, with bootstrap standard errors over tasks.
 
     Each task's update is averaged over every order of its minibatches, and (a, b) is the
     least-squares fit of update ~= a AvgGrad - b lr AvgGradInner over all tasks' coordinates.
-    The fit at a finite lr carries the O(lr^2) remainder of the expansion as a bias of O(lr)
-    in b, so it is made at lr and lr / 2 and extrapolated to lr -> 0 (Richardson:
-    2 b(lr/2) - b(lr)); "b at lr" is reported beside it.
+    At a finite step the remainder of the expansion biases the fit by O(lr) + O(lr^2) + ...,
+    so it is made at ``levels`` steps lr, lr/2, lr/4, ... and extrapolated to lr -> 0 through
+    the polynomial of degree levels - 1 in lr that fits them (Richardson): the bias left is
+    O(lr^levels). Also reported: "b at lr" and "deviation by level", how far the estimate
+    from the first 1, 2, ..., levels steps lies from the paper's (a, b) -- it falls by
+    about a factor lr per level, which shows it is the expansion's remainder.
     """
     import itertools
     from .meta import meta_gradient
+    if not (isinstance(levels, int) and levels >= 1):
+        raise ValueError(f"levels (step sizes to extrapolate from) must be an integer >= 1, got {levels!r}")
+    steps = lr / 2.0 ** np.arange(levels)                 # lr, lr/2, lr/4, ...
     grad, inner = avg_grad_terms(net, theta, tasks, loss)
     rng, table = np.random.default_rng(seed), {}
     for method in EXPECTED_COEFFICIENTS:
-        updates = {step: np.array([np.mean([meta_gradient(net, theta, list(order), step, loss, method)
-                                            for order in itertools.permutations(batches)], axis=0)
-                                   for batches in tasks]) for step in (lr, lr / 2)}
+        updates = [np.array([np.mean([meta_gradient(net, theta, list(order), step, loss, method)
+                                      for order in itertools.permutations(batches)], axis=0)
+                             for batches in tasks]) for step in steps]
 
-        def fit(idx):
-            (a1, b1), (a2, b2) = (fit_coefficients(updates[s][idx].ravel(), grad[idx].ravel(),
-                                                   inner[idx].ravel(), s) for s in (lr, lr / 2))
-            return 2 * a2 - a1, 2 * b2 - b1, b1
-        a, b, b_at_lr = fit(np.arange(len(tasks)))
-        samples = np.array([fit(rng.integers(0, len(tasks), len(tasks))) for _ in range(bootstrap)])
-        table[method] = {"expected": EXPECTED_COEFFICIENTS[method](len(tasks[0])), "a": a, "b": b,
-                         "se": tuple(samples[:, :2].std(axis=0, ddof=1)), "b at lr": b_at_lr}
+        def fits(idx):                                    # (levels, 2): (a, b) at each step
+            return np.array([fit_coefficients(u[idx].ravel(), grad[idx].ravel(), inner[idx].ravel(), s)
+                             for u, s in zip(updates, steps)])
+        at_steps = fits(np.arange(len(tasks)))
+        a, b = (float(c) for c in extrapolate_to_zero(steps, at_steps))
+        samples = np.array([extrapolate_to_zero(steps, fits(rng.integers(0, len(tasks), len(tasks))))
+                            for _ in range(bootstrap)])
+        expected = EXPECTED_COEFFICIENTS[method](len(tasks[0]))
+        table[method] = {"expected": expected, "a": a, "b": b,
+                         "se": tuple(samples.std(axis=0, ddof=1)), "b at lr": float(at_steps[0, 1]),
+                         "deviation by level": [float(np.abs(extrapolate_to_zero(steps[:n], at_steps[:n])
+                                                             - np.array(expected)).max())
+                                                for n in range(1, levels + 1)]}
     return table
+
+
+def extrapolate_to_zero(steps, values):
+    """Value at step 0 of the polynomial of degree len(steps) - 1 through (steps, values).
+
+    values: (levels,) or (levels, m), one row per step -> () or (m,).
+    """
+    return np.polynomial.polynomial.polyfit(steps, values, len(steps) - 1)[0]
 
 
 def within_task_inner_product(net, theta, tasks, loss):

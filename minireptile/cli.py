@@ -245,11 +245,13 @@ def cmd_taylor(args):
             for k, ms in results["slopes"].items() for m, v in ms.items()]
     print(_table(rows, ["k", "method", "with", "without"]))
     print(f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}")
-    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.5f} +- {r['se'][0]:.5f}",
-             f"{r['b']:.5f} +- {r['se'][1]:.5f}", f"{r['b at lr']:.4f}"]
+    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.7f} +- {r['se'][0]:.7f}",
+             f"{r['b']:.7f} +- {r['se'][1]:.7f}", f"{r['b at lr']:.4f}",
+             " / ".join(f"{d:.1e}" for d in r["deviation by level"])]
             for m, r in results["coefficients"].items()]
     print("expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:")
-    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3"]))
+    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3",
+                        "|deviation| from 1 / 2 / 3 step sizes"]))
     ip = results["inner_product"]
     print(f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
           f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}")

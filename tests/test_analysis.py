@@ -71,11 +71,26 @@ def test_coefficient_table_extrapolates_to_the_papers_coefficients(net_theta):
     net, theta = net_theta
     rng = np.random.default_rng(3)
     tasks = [task(rng, 3) for _ in range(3)]
-    table = analysis.coefficient_table(net, theta, tasks, mr.mse, lr=1e-3, bootstrap=5)
+    table = analysis.coefficient_table(net, theta, tasks, mr.mse, lr=1e-3, levels=3, bootstrap=5)
     for method, row in table.items():
         a, b = row["expected"]
-        assert row["a"] == pytest.approx(a, rel=1e-4) and row["b"] == pytest.approx(b, rel=1e-3)
-        assert abs(row["b at lr"] - b) > abs(row["b"] - b)        # extrapolation removes the O(lr) bias
+        assert row["a"] == pytest.approx(a, rel=1e-5) and row["b"] == pytest.approx(b, rel=1e-5)
+        one, two, three = row["deviation by level"]
+        assert three < two / 20 and two < one / 20     # each level removes one more power of lr
+        assert max(abs(row["a"] - a), abs(row["b"] - b)) == pytest.approx(three)
+
+
+def test_extrapolate_to_zero_is_exact_for_polynomials_of_lower_degree():
+    steps = 1e-3 / 2.0 ** np.arange(3)
+    values = np.stack([2 + 3 * steps - 7 * steps ** 2, -1 + 5e3 * steps ** 2], axis=1)
+    assert analysis.extrapolate_to_zero(steps, values) == pytest.approx([2, -1], rel=1e-12)
+    assert analysis.extrapolate_to_zero(steps[:1], values[:1, 0]) == values[0, 0]
+
+
+def test_coefficient_table_needs_at_least_one_step_size(net_theta):
+    net, theta = net_theta
+    with pytest.raises(ValueError, match="levels"):
+        analysis.coefficient_table(net, theta, [task(np.random.default_rng(0), 2)], mr.mse, lr=1e-3, levels=0)
 
 
 def test_within_task_inner_product_on_the_task_axis_equals_one_task_at_a_time(net_theta):
