@@ -1,24 +1,18 @@
 """Command line: ``python -m minireptile <command> --help``."""
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .train import save_checkpoint
 
 
 def _write_json(path, data):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
 
 
 def _table(rows, header):
@@ -167,9 +161,8 @@ def _print_final(final, tasks):
 
 def cmd_omniglot_eval(args):
     """Evaluate a saved theta (and the inner Adam state, when a checkpoint holds it)."""
-    from .inner import AdamState
     from .models import omniglot_net
-    from .train import load_theta
+    from .train import load_inner_state, load_theta
     _, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
     print(described)
     theta = load_theta(args.checkpoint)
@@ -177,10 +170,8 @@ def cmd_omniglot_eval(args):
     if theta.shape != (net.num_params,):
         raise ValueError(f"{args.checkpoint} holds {theta.shape[-1]} parameters but the {args.ways}-way "
                          f"Omniglot net has {net.num_params}")
-    with np.load(args.checkpoint) as f:
-        state = (AdamState(f["inner_m"], f["inner_v"], int(f["inner_t"]))
-                 if "inner_m" in f.files else None)
-    final = final_evaluation(net, theta, test_pool, state, args.eval_tasks, args.seed + 2,
+    final = final_evaluation(net, theta, test_pool, load_inner_state(args.checkpoint), args.eval_tasks,
+                             args.seed + 2,
                              ways=args.ways, shots=args.shots, lr=args.inner_lr,
                              inner_iters=args.eval_iters, batch_size=args.eval_batch)
     _print_final(final, args.eval_tasks)

@@ -21,6 +21,7 @@ from .losses import softmax_cross_entropy
 from .models import omniglot_net
 from .tasks.fewshot import cycle_batches, predict
 from .tasks.omniglot import preprocess
+from .train import load_inner_state, load_theta
 
 MAX_BODY = 1 << 20                 # bytes: a request larger than this is refused
 DRAIN_BODY = 16 * MAX_BODY         # bytes: a refused body up to this size is read before replying
@@ -39,17 +40,14 @@ class Model:
     def __init__(self, path=None, lr=0.001, steps=50, batch_size=5):
         path = default_checkpoint() if path is None else Path(path)
         self.net = omniglot_net(5)
-        with np.load(path) as f:
-            if "theta" not in f.files:
-                raise ValueError(f"{path} holds no array named 'theta'")
-            self.theta = f["theta"].astype(np.float32).reshape(-1)
-            v = f["inner_v"].astype(np.float32) if "inner_v" in f.files else None
-            t = int(f["inner_t"]) if "inner_t" in f.files else 0
+        self.theta = load_theta(path).astype(np.float32).reshape(-1)
         if self.theta.size != self.net.num_params:
             raise ValueError(f"checkpoint {path} has {self.theta.size} parameters, but the 5-way "
                              f"Omniglot net needs {self.net.num_params}")
+        state = load_inner_state(path)
         # a training checkpoint keeps one state per task slot; the demo adapts with their mean
-        self.state = None if v is None else AdamState(np.zeros_like(v), v, t).mean_over_tasks()
+        self.state = None if state is None else AdamState(
+            state.m.astype(np.float32), state.v.astype(np.float32), state.t).mean_over_tasks()
         self.lr, self.steps, self.batch_size = lr, steps, batch_size
 
     def classify(self, support, query, seed=0):
@@ -131,7 +129,7 @@ def _number(v):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    model = None                                        # set by serve()
+    model = None                                        # set by make_server()
 
     def do_GET(self):
         if not self._local():

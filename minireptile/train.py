@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._atomic import atomic_write
 from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
 
@@ -34,18 +35,8 @@ class TrainResult:
 
 def save_checkpoint(path, **arrays):
     """np.savez to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 class _StopFlag:
@@ -168,10 +159,8 @@ def _load(path, config, rng, outer_opt, history):
         rng.bit_generator.state = json.loads(str(ckpt["rng"]))
         outer_opt.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
         history[:] = ckpt["history"]
-        inner_state = (AdamState(ckpt["inner_m"].copy(), ckpt["inner_v"].copy(), int(ckpt["inner_t"]))
-                       if "inner_m" in ckpt.files else None)
         evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
-        return ckpt["theta"].copy(), int(ckpt["iteration"]), inner_state, evals
+        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals
 
 
 def load_theta(path):
@@ -180,3 +169,20 @@ def load_theta(path):
         if "theta" not in f.files:
             raise ValueError(f"{path} holds no array named 'theta' (it has {f.files})")
         return f["theta"].copy()
+
+
+def load_inner_state(path):
+    """The inner Adam state stored in a checkpoint (AdamState), or None if it holds none."""
+    with np.load(path) as f:
+        return _inner_state(f)
+
+
+def _inner_state(ckpt):
+    """AdamState from an open checkpoint. inner_m may be missing (the demo's shipped file
+    omits it): with beta1 = 0 the first moment is overwritten by the first gradient, so
+    zeros stand in for it."""
+    if "inner_v" not in ckpt.files:
+        return None
+    v = ckpt["inner_v"].copy()
+    m = ckpt["inner_m"].copy() if "inner_m" in ckpt.files else np.zeros_like(v)
+    return AdamState(m, v, int(ckpt["inner_t"]))

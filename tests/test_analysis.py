@@ -100,3 +100,13 @@ def test_within_task_inner_product_on_the_task_axis_equals_one_task_at_a_time(ne
     one_by_one = [net.loss_and_grad(theta, *t[0], mr.mse)[1] @ net.loss_and_grad(theta, *t[1], mr.mse)[1]
                   for t in tasks]
     assert analysis.within_task_inner_product(net, theta, tasks, mr.mse) == pytest.approx(np.mean(one_by_one), rel=1e-12)
+
+
+def test_avg_grad_terms_on_the_task_axis_equal_one_task_at_a_time(net_theta):
+    net, theta = net_theta
+    tasks = [task(np.random.default_rng(5 + i), 3) for i in range(3)]
+    grad, inner = analysis.avg_grad_terms(net, theta, tasks, mr.mse)
+    for n, batches in enumerate(tasks):
+        gbar, hg = analysis.taylor_terms(net, theta, batches, mr.mse)
+        np.testing.assert_allclose(grad[n], gbar.mean(axis=0), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(inner[n], hg[~np.eye(3, dtype=bool)].mean(axis=0), rtol=1e-12, atol=1e-15)

@@ -107,3 +107,29 @@ def test_short_meta_training_beats_random_initialization():
 def test_annealed_meta_step_reaches_the_final_value():
     assert mr.meta.linear_schedule(0.1, 0.0, 0, 100) == 0.1
     np.testing.assert_allclose(mr.meta.linear_schedule(0.1, 0.0, 99, 100), 0.001)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_block_fails(tmp_path):
+    from minireptile._atomic import atomic_write
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path, "w") as f:
+            f.write("half of the new")
+            raise RuntimeError("crash in the middle")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
+    with atomic_write(path, "w") as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["results.json"]
+
+
+def test_inner_state_from_a_checkpoint_with_and_without_the_first_moment(tmp_path):
+    from minireptile.train import load_inner_state, save_checkpoint
+    v = np.arange(4.0)
+    save_checkpoint(tmp_path / "full.npz", theta=v, inner_m=v + 1, inner_v=v, inner_t=np.array(7))
+    save_checkpoint(tmp_path / "no_m.npz", theta=v, inner_v=v, inner_t=np.array(7))
+    save_checkpoint(tmp_path / "none.npz", theta=v)
+    full, no_m = load_inner_state(tmp_path / "full.npz"), load_inner_state(tmp_path / "no_m.npz")
+    assert np.array_equal(full.m, v + 1) and np.array_equal(full.v, v) and full.t == 7
+    assert np.array_equal(no_m.m, np.zeros(4)) and np.array_equal(no_m.v, v) and no_m.t == 7
+    assert load_inner_state(tmp_path / "none.npz") is None

@@ -17,8 +17,6 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .._atomic import atomic_write
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
         "images_background_small2")
@@ -163,11 +163,8 @@ def load(root, cache=None):
         with np.load(path) as f:
             return Omniglot(f["images"], [tuple(n) for n in json.loads(str(f["names"]))])
     data = _read(sources)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(path) as f:
         np.savez(f, images=data.images, names=np.array(json.dumps(data.names)))
-    os.replace(tmp, path)
     return data
 
 
@@ -184,34 +181,35 @@ def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
     paths = []
     for name in files:
         target = root / name
-        if target.is_file() and _md5(target) == md5[name]:
+        if target.is_file() and _md5_file(target) == md5[name]:
             paths.append(target)
             continue
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".part")
-        try:
+        with atomic_write(target) as out:                 # renamed into place only if the sum matches
             try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url + name, timeout=timeout) as r:
-                    shutil.copyfileobj(r, out)
+                with urllib.request.urlopen(url + name, timeout=timeout) as response:
+                    got = _md5(response, copy_to=out)
             except (OSError, http.client.HTTPException) as err:
                 raise OSError(f"download of {name} from {url} failed ({err!r}); nothing was written") from err
-            got = _md5(tmp)
             if got != md5[name]:
                 raise ValueError(f"{name}: md5 {got} does not match the expected {md5[name]} "
                                  "(corrupted or incomplete download); nothing was written")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         paths.append(target)
     return paths
 
 
-def _md5(path):
+def _md5(stream, copy_to=None):
+    """The md5 hex digest of a binary stream, read in 1 MiB blocks (each also written to copy_to)."""
     digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+        if copy_to is not None:
+            copy_to.write(block)
     return digest.hexdigest()
+
+
+def _md5_file(path):
+    with open(path, "rb") as f:
+        return _md5(f)
 
 
 def split_by_alphabet(data, test_alphabets):
