@@ -8,7 +8,7 @@ from .meta import meta_gradient
 from .models import omniglot_net, sine_mlp
 from .net import Sequential
 from .params import ParamSpec
-from .train import TrainResult, load_theta, meta_train
+from .train import TrainConfig, TrainResult, load_theta, meta_train
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ def atomic_write(path, mode="wb"):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())           # mkstemp makes 0600; an ordinary file respects the umask
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -24,3 +25,10 @@ def atomic_write(path, mode="wb"):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask():
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

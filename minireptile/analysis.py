@@ -176,3 +176,53 @@ def within_task_inner_product(net, theta, tasks, loss):
     thetas, batches = _for_tasks(theta, tasks), stack_tasks(tasks)
     g1, g2 = (net.loss_and_grad(thetas, *batches[i], loss)[1] for i in (0, 1))
     return float(np.mean(np.sum(g1 * g2, axis=1)))
+
+
+def run_all(out, smoke=False, seed=0, progress=True):
+    """The four checks of notebook 02 on the sine MLP: taylor_residuals.png, inner_product.png
+    and taylor.json in the folder ``out``; returns the numbers."""
+    from . import plots
+    from .gradcheck import check_gradient
+    from .losses import mse
+    from .models import sine_mlp
+    from .outputs import as_folder, write_json
+    from .tasks import sine
+    out = as_folder(out)
+    rng = np.random.default_rng(seed)
+    net = sine_mlp(16 if smoke else 64)
+    theta = net.init(rng)
+    results = {}
+    # 1. residuals of the first-order expansions against lr, over three decades
+    lrs = np.logspace(-5, -2, 4 if smoke else 10)
+    curves = {k: residual_curves(net, theta, sine_task(rng, k), mse, lrs) for k in (2, 3, 4)}
+    plots.taylor_residuals(lrs, curves, out.file("taylor_residuals.png"))
+    results["slopes"] = {k: {m: {"with lr terms": c[2], "without": c[3]} for m, c in cs.items()}
+                         for k, cs in curves.items()}
+    # 2. AvgGradInner is half the gradient of the within-task inner product
+    batches = sine_task(rng, 2)
+    _, grad = inner_product_and_gradient(net, theta, *batches, mse)
+    f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
+    results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
+    # 3. the coefficients of the expected updates, k = 3
+    tasks = [sine_task(rng, 3) for _ in range(6 if smoke else 60)]
+    results["coefficients"] = coefficient_table(net, theta, tasks, mse, lr=1e-3,
+                                                bootstrap=20 if smoke else 200)
+    # 4. the within-task gradient inner product during meta-training
+    held_out = [sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
+    iterations = 300 if smoke else 20000
+    curves = {}
+    for method in ("reptile", "joint"):
+        config = sine.SineConfig(iterations=iterations, method=method, seed=seed)
+        _, result = sine.train(config, hidden=net.layers[0].out_features, eval_every=max(iterations // 20, 1),
+                               evaluate=lambda th: {"inner product": within_task_inner_product(net, th, held_out, mse)},
+                               progress=progress, desc=f"sine {method}")
+        curves[method] = ([i for i, _ in result.evals], [e["inner product"] for _, e in result.evals])
+    start = within_task_inner_product(net, theta, held_out, mse)
+    plots.learning_curves({f"{m} (k = {5 if m == 'reptile' else 1})": c for m, c in curves.items()},
+                          out.file("inner_product.png"), ylabel="E[gbar_1 . gbar_2] on held-out tasks",
+                          title="within-task gradient inner product during meta-training",
+                          hlines={"at initialization": start})
+    results["inner_product"] = {"initial": start, **{m: c[1] for m, c in curves.items()},
+                                "iterations": curves["reptile"][0]}
+    write_json(out.file("taylor.json"), results)
+    return results

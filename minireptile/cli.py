@@ -1,18 +1,107 @@
-"""Command line: ``python -m minireptile <command> --help``."""
+"""Command line: ``python -m minireptile <command> --help``.
+
+This module only parses, validates and dispatches. Every value is checked, against the others and
+against the data, before any training or evaluation starts: a bad one ends in one line on stderr
+naming the flag, with exit status 2 and no output folder. The experiments live in their modules
+(``tasks.sine``, ``tasks.experiment``, ``analysis``, ``combinations``, ``joint``).
+"""
 import argparse
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from ._atomic import atomic_write
-from .train import save_checkpoint
+from .config import ConfigError, differences
+from .outputs import RunFolder, write_json
 
 
-def _write_json(path, data):
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2)
+class UsageError(Exception):
+    """A bad argument: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):                       # argparse's usage + message -> one line
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _show(value):
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return "(default)" if value is None else str(value)
+
+
+def _add_config(parser, cls, skip=()):
+    """One option per field of the configuration dataclass ``cls``, with its help and default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        meta, default = f.metadata, f.default
+        shown = "" if default is None else f" (default: {_show(default)})"
+        if isinstance(default, bool):
+            parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
+        elif meta.get("nargs"):
+            parser.add_argument(_flag(f.name), nargs=meta["nargs"], default=default, metavar="NAME",
+                                help=meta["help"] + shown)
+        else:
+            parser.add_argument(_flag(f.name), type=meta.get("type") or type(default), default=default,
+                                choices=meta.get("choices"), help=meta["help"] + shown,
+                                metavar=None if meta.get("choices") else _metavar(meta.get("type") or type(default)))
+
+
+def _metavar(kind):
+    return {int: "N", float: "X"}.get(kind, "VALUE")
+
+
+def _config(cls, args, **changes):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**(values | changes))
+
+
+def _out(args):
+    args.folder = RunFolder(args.out)
+    return args.folder
+
+
+def _check_out(out):
+    if out.path.exists() and not out.path.is_dir():
+        raise UsageError(f"--out {out.path} is a file, not a folder")
+
+
+def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
+    """Refuse to mix runs: --resume needs a checkpoint written with the same training arguments;
+    an existing run is replaced only with --overwrite (its files are removed first)."""
+    from .train import load_experiment, load_progress
+    _check_out(out)
+    checkpoint = out.path / "checkpoint.npz"
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if resume:
+        if not checkpoint.is_file():
+            raise UsageError(f"--resume: there is no checkpoint {checkpoint} to continue")
+        saved = load_experiment(checkpoint)
+        if "config" not in saved:
+            raise UsageError(f"--resume: {checkpoint} records no configuration (an older minireptile "
+                             "wrote it); start again with --overwrite")
+        differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})"
+                  for name, old, new in differences(saved["config"], config)]
+        if classes is not None and saved.get("classes") != list(classes):
+            differ.append(f"--data: training and test classes {_show(saved.get('classes'))} "
+                          f"(given {_show(classes)})")
+        if differ:
+            raise UsageError(f"--resume: {checkpoint} was trained with other arguments: " + "; ".join(differ))
+        return
+    existing = [p for p in ("checkpoint.npz", "joint_checkpoint.npz", "theta.npz", "results.json")
+                if (out.path / p).is_file()]
+    if existing and not overwrite:
+        progress = load_progress(checkpoint) if checkpoint.is_file() else None
+        state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
+        raise UsageError(f"--out {out.path} already holds a run{state}: continue it with --resume or "
+                         "replace it with --overwrite")
+    for name in existing:
+        (out.path / name).unlink()
 
 
 def _table(rows, header):
@@ -21,136 +110,49 @@ def _table(rows, header):
     return "\n".join([line(header)] + [line(r) for r in rows])
 
 
+def _trained(result, iterations):
+    resumed = f" (resumed at iteration {result.resumed_at})" if result.resumed_at else ""
+    return f"trained {iterations} iterations in {result.seconds:.1f} s{resumed}"
+
+
 # ----------------------------------------------------------------------------- sine
-
-def sine_figure(net, thetas, path, seed=2024, steps=(0, 8, 16, 24, 32), lr=0.02):
-    """The blog's picture for one held-out task, one panel per {title: theta}."""
-    from . import plots
-    from .tasks import sine
-    family = sine.SineTasks()
-    amplitude, phase, x_support, x_all = sine.held_out_tasks(1, seed=seed, family=family)
-    y_support, y_all = family.f(x_support, amplitude, phase), family.f(x_all, amplitude, phase)
-    panels = []
-    for title, theta in thetas.items():
-        pred = sine.adapt(net, theta, x_support, y_support, x_all, max(steps), lr, steps)
-        panels.append((title, x_all[0, :, 0], y_all[0, :, 0], x_support[0, :, 0], y_support[0, :, 0],
-                       {s: pred[i, 0, :, 0] for i, s in enumerate(steps)}))
-    return plots.sine_panels(panels, path)
-
 
 def cmd_sine(args):
     from .tasks import sine
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = dict(iterations=args.iterations, seed=args.seed, method=args.method,
-                  meta_batch=args.meta_batch, lr=args.inner_lr, meta_step=args.meta_step,
-                  batch_size=args.batch_size)
-    loop = dict(checkpoint_every=1000, resume=args.resume, progress=not args.quiet)
-    net, result = sine.train(**config, checkpoint=out / "checkpoint.npz", desc=f"sine {args.method}",
-                             **loop)
-    save_checkpoint(out / "theta.npz", theta=result.theta)
-    results = {"config": config, "train_seconds": result.seconds,
-               "evaluation": sine.summarize(sine.evaluate(net, result.theta)),
-               "random_init": sine.summarize(sine.evaluate(net, net.init(np.random.default_rng(args.seed))))}
-    thetas = {f"{args.method} (k = {50 // args.batch_size})": result.theta}
-    if args.method != "joint":
-        _, joint = sine.train(**(config | {"method": "joint"}), checkpoint=out / "joint_checkpoint.npz",
-                              desc="sine joint", **loop)
-        results["joint"] = sine.summarize(sine.evaluate(net, joint.theta))
-        results["joint_train_seconds"] = joint.seconds
-        thetas["joint training (k = 1)"] = joint.theta
-    sine_figure(net, thetas, out / "sine.png", lr=args.inner_lr)
-    _write_json(out / "results.json", results)
-    rows = [[name, *(f"{v:.3f}" for v in results[key]["mean"])]
-            for name, key in [(args.method, "evaluation"), ("joint", "joint"), ("random init", "random_init")]
-            if key in results]
-    print(f"trained {args.iterations} iterations in {result.seconds:.1f} s")
+    config = _config(sine.SineConfig, args)
+    out = _out(args)
+    _prepare_run(out, config, resume=args.resume, overwrite=args.overwrite)
+    args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
+    results = sine.run(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"trained {config.iterations} iterations in {results['train_seconds']:.1f} s")
     print("held-out MSE (mean over 100 tasks) after this many SGD steps on 10 points:")
+    rows = [[name, *(f"{v:.3f}" for v in results[key]["mean"])]
+            for name, key in [(config.method, "evaluation"), ("joint", "joint"), ("random init", "random_init")]
+            if key in results]
     print(_table(rows, ["model", *map(str, results["evaluation"]["steps"])]))
-    print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}, {out / 'sine.png'}")
 
 
 # ----------------------------------------------------------------------------- omniglot
 
-def omniglot_setup(data, test_alphabets=None, split_seed=0, cache=None):
-    """(train pool with rotations, test pool, description) from an Omniglot folder."""
-    from .tasks import fewshot, omniglot
-    dataset = omniglot.load(data, cache=cache)
-    if test_alphabets:
-        train, test = omniglot.split_by_alphabet(dataset, test_alphabets)
-        how = f"test alphabets {', '.join(test_alphabets)}"
-    else:
-        train, test = omniglot.paper_split(dataset, seed=split_seed)
-        how = f"the paper's split (seed {split_seed}): 1200 training characters"
-    pools = fewshot.ClassPool(train.images, rotations=True), fewshot.ClassPool(test.images)
-    return pools[0], pools[1], (f"{how}; {pools[0].num_classes} training classes (with rotations), "
-                                f"{pools[1].num_classes} test classes")
-
-
 def cmd_omniglot(args):
-    from . import plots
-    from .losses import softmax_cross_entropy
     from .models import omniglot_net
-    from .tasks import fewshot
-    from .train import meta_train
-    inner = args.inner or ("sgd" if args.method == "maml" else "adam")
-    lr = args.inner_lr or (0.1 if inner == "sgd" else 0.001)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_pool, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
-    print(described)
-    net = omniglot_net(args.ways)
-    theta = net.init(np.random.default_rng(args.seed), dtype=np.float32)
-    tail = 1 if args.method == "fomaml" and args.tail else None
-    sample = fewshot.training_sampler(train_pool, args.ways, args.train_shots, args.inner_batch,
-                                      args.inner_iters, args.meta_batch, tail_shots=tail)
-    evaluation = dict(ways=args.ways, shots=args.shots, lr=lr, inner_iters=args.eval_iters,
-                      batch_size=args.eval_batch, inner=inner)
-
-    def periodic(theta):
-        result = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(args.seed + 1),
-                                  tasks=args.eval_tasks_during, **evaluation)
-        return {mode: acc for mode, (acc, _) in result.items()}
-
-    result = meta_train(net, theta, sample, softmax_cross_entropy, iterations=args.iterations, lr=lr,
-                        method=args.method, inner=inner, meta_step=args.meta_step,
-                        meta_step_final=args.meta_step_final, seed=args.seed,
-                        checkpoint=out / "checkpoint.npz", checkpoint_every=args.checkpoint_every,
-                        resume=args.resume, evaluate=periodic, eval_every=args.eval_every,
-                        desc=f"omniglot {args.ways}-way {args.shots}-shot {args.method}",
-                        progress=not args.quiet)
-    save_checkpoint(out / "theta.npz", theta=result.theta)
-    final = final_evaluation(net, result.theta, test_pool, result.inner_state, args.eval_tasks,
-                             args.seed + 2, **evaluation)
-    config = {k: v for k, v in vars(args).items() if k != "run"} | {"inner": inner, "inner_lr": lr}
-    results = {"config": config,
-               "split": described, "train_seconds": result.seconds,
-               "iterations": args.iterations, "final": final,
-               "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}
-    _write_json(out / "results.json", results)
-    if result.evals:
-        its = [i for i, _ in result.evals]
-        curves = {mode: (its, [scores[mode] for _, scores in result.evals])
-                  for mode in ("non-transductive", "transductive")}
-        plots.learning_curves(curves, out / "learning_curve.png", ylabel="held-out accuracy",
-                              title=f"Omniglot {args.ways}-way {args.shots}-shot, {args.method}",
-                              hlines={"chance": 1 / args.ways})
-    print(f"trained {args.iterations} iterations in {result.seconds / 60:.1f} min")
-    _print_final(final, args.eval_tasks)
-    print(f"wrote {out / 'theta.npz'}, {out / 'results.json'}")
-
-
-def final_evaluation(net, theta, test_pool, inner_state, tasks, seed, inner="adam", **evaluation):
-    """{evaluation: {mode: {"accuracy", "ci95"}}} with the carried-over and a fresh Adam state."""
-    from .tasks import fewshot
-    carried = None if inner_state is None else inner_state.mean_over_tasks()
-    states = {"carried-over Adam state": carried, "fresh Adam state": None}
-    final = {}
-    for name, state in (states.items() if inner == "adam" else [("SGD", None)]):
-        scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
-                                  state=state, inner=inner, **evaluation)
-        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
-    return final
+    from .tasks import experiment, omniglot
+    config = _config(omniglot.OmniglotConfig, args)
+    out = _out(args)
+    _check_out(out)
+    pools = omniglot.pools(args.data, config.test_alphabets, config.seed)
+    config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
+    config.check_data(pools.train, pools.test)
+    train_pool, test_pool, split = pools.train, pools.test, pools.description
+    classes = [train_pool.num_classes, test_pool.num_classes]
+    _prepare_run(out, config, classes, args.resume, args.overwrite)
+    print(split)
+    args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
+    result, final = experiment.run(omniglot_net(config.ways), config, train_pool, test_pool, out, split,
+                                   resume=args.resume, progress=not args.quiet,
+                                   record={"command": "omniglot", "data": str(args.data), "classes": classes})
+    print(_trained(result, config.iterations))
+    _print_final(final, config.eval_tasks)
 
 
 def _print_final(final, tasks):
@@ -160,77 +162,63 @@ def _print_final(final, tasks):
 
 
 def cmd_omniglot_eval(args):
-    """Evaluate a saved theta (and the inner Adam state, when a checkpoint holds it)."""
+    """Evaluate a saved theta (with the inner Adam state, when the checkpoint holds one)."""
     from .models import omniglot_net
-    from .train import load_inner_state, load_theta
-    _, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
-    print(described)
-    theta = load_theta(args.checkpoint)
-    net = omniglot_net(args.ways)
-    if theta.shape != (net.num_params,):
-        raise ValueError(f"{args.checkpoint} holds {theta.shape[-1]} parameters but the {args.ways}-way "
-                         f"Omniglot net has {net.num_params}")
-    final = final_evaluation(net, theta, test_pool, load_inner_state(args.checkpoint), args.eval_tasks,
-                             args.seed + 2,
-                             ways=args.ways, shots=args.shots, lr=args.inner_lr,
-                             inner_iters=args.eval_iters, batch_size=args.eval_batch)
-    _print_final(final, args.eval_tasks)
+    from .tasks import experiment, omniglot
+    from .train import load_experiment, load_inner_state, load_theta
+    config = _config(experiment.EvalConfig, args)
+    theta, saved = load_theta(args.checkpoint), load_experiment(args.checkpoint).get("config", {})
+    ways = omniglot_ways(theta.size)
+    if ways is None:
+        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters: not an "
+                         "Omniglot net of any number of ways")
+    if config.ways is not None and config.ways != ways:
+        raise UsageError(f"--ways must be {ways}: {args.checkpoint} is a {ways}-way net, got {config.ways}")
+    config = dataclasses.replace(config, ways=ways)
+    test_alphabets = args.test_alphabets or saved.get("test_alphabets")
+    _, test_pool, described, _ = omniglot.pools(args.data, test_alphabets, saved.get("seed", 0))
+    experiment.check_pools(config.ways, config.shots, None, test_pool)
+    source = " (the checkpoint's split)" if test_alphabets and not args.test_alphabets else ""
+    print(described + source)
+    state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
+    if config.inner == "adam" and state is None:
+        print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
+    args.folder = RunFolder(Path(args.json).parent) if args.json else None
+    final = experiment.final_evaluation(omniglot_net(ways), theta, test_pool, state, config.evaluation(),
+                                        config.eval_tasks, config.seed + 2, progress=not args.quiet)
+    _print_final(final, config.eval_tasks)
     if args.json:
-        _write_json(args.json, {"checkpoint": str(args.checkpoint), "ways": args.ways,
-                                "shots": args.shots, "tasks": args.eval_tasks, "final": final})
+        write_json(args.folder.file(Path(args.json).name), {
+            "checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
+            "split": described, "final": final})
 
 
-# ----------------------------------------------------------------------------- taylor
+def omniglot_ways(num_params):
+    """The ways of the Omniglot net with ``num_params`` parameters, or None if none has that many."""
+    from .models import omniglot_net
+    base = omniglot_net(1).num_params - 257                     # Linear(256, ways): 257 per way
+    ways, rest = divmod(num_params - base, 257)
+    return ways if rest == 0 and ways >= 1 else None
 
-def run_taylor(out, smoke=False, seed=0, progress=True):
-    """The four checks of notebook 02 on the sine MLP; writes two figures and returns the numbers."""
-    from . import analysis, plots
-    from .losses import mse
-    from .models import sine_mlp
-    from .tasks import sine
-    rng = np.random.default_rng(seed)
-    net = sine_mlp(16 if smoke else 64)
-    theta = net.init(rng)
-    out = Path(out)
-    results = {}
-    # 1. residuals of the first-order expansions against lr
-    lrs = np.logspace(-5, -2, 4 if smoke else 10)                   # three decades
-    curves = {k: analysis.residual_curves(net, theta, analysis.sine_task(rng, k), mse, lrs)
-              for k in (2, 3, 4)}
-    plots.taylor_residuals(lrs, curves, out / "taylor_residuals.png")
-    results["slopes"] = {k: {m: {"with lr terms": c[2], "without": c[3]} for m, c in cs.items()}
-                         for k, cs in curves.items()}
-    # 2. AvgGradInner is half the gradient of the within-task inner product
-    batches = analysis.sine_task(rng, 2)
-    _, grad = analysis.inner_product_and_gradient(net, theta, *batches, mse)
-    f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
-    from .gradcheck import check_gradient
-    results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
-    # 3. the coefficients of the expected updates, k = 3
-    tasks = [analysis.sine_task(rng, 3) for _ in range(6 if smoke else 60)]
-    results["coefficients"] = analysis.coefficient_table(net, theta, tasks, mse, lr=1e-3,
-                                                         bootstrap=20 if smoke else 200)
-    # 4. the within-task gradient inner product during meta-training
-    held_out = [analysis.sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
-    iterations = 300 if smoke else 20000
-    curves = {}
-    for method in ("reptile", "joint"):
-        _, result = sine.train(iterations=iterations, method=method, hidden=net.layers[0].out_features,
-                               seed=seed, evaluate=lambda th: {"inner product": analysis.within_task_inner_product(net, th, held_out, mse)},
-                               eval_every=max(iterations // 20, 1), progress=progress, desc=f"sine {method}")
-        curves[method] = ([i for i, _ in result.evals], [e["inner product"] for _, e in result.evals])
-    start = analysis.within_task_inner_product(net, theta, held_out, mse)
-    plots.learning_curves({f"{m} (k = {5 if m == 'reptile' else 1})": c for m, c in curves.items()},
-                          out / "inner_product.png", ylabel="E[gbar_1 . gbar_2] on held-out tasks",
-                          title="within-task gradient inner product during meta-training",
-                          hlines={"at initialization": start})
-    results["inner_product"] = {"initial": start, **{m: c[1] for m, c in curves.items()},
-                                "iterations": curves["reptile"][0]}
-    return results
 
+def cmd_download(args):
+    from .tasks import omniglot
+    out = RunFolder(args.data)
+    args.folder = out
+    _check_out(out)
+    paths = omniglot.download(args.data, progress=not args.quiet)
+    for path in paths:
+        out.file(path.name)
+    print(f"Omniglot is in {args.data} (md5 sums verified); use it with --data {args.data}")
+
+
+# ----------------------------------------------------------------------------- analyses
 
 def cmd_taylor(args):
-    results = run_taylor(args.out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
+    from . import analysis
+    out = _out(args)
+    _check_out(out)
+    results = analysis.run_all(out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
     print("log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):")
     rows = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
             for k, ms in results["slopes"].items() for m, v in ms.items()]
@@ -246,72 +234,41 @@ def cmd_taylor(args):
     ip = results["inner_product"]
     print(f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
           f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}")
-    _write_json(Path(args.out) / "taylor.json", results)
 
 
-# ----------------------------------------------------------------------------- gradient combinations
+def _omniglot_pools(args):
+    """(train pool, test pool, description) for --data and --test-alphabets, or None without --data."""
+    from .tasks import omniglot
+    return omniglot.pools(args.data, args.test_alphabets) if args.data else None
+
 
 def cmd_gradient_combos(args):
-    from . import combinations, plots
-    from .models import omniglot_net
-    preset = combinations.PRESETS[args.preset] | {k: v for k, v in (
-        ("lr", args.inner_lr), ("iterations", args.iterations), ("eval_every", args.eval_every)) if v}
-    train_pool, test_pool, described = omniglot_setup(args.data, args.test_alphabets, args.seed)
-    print(f"{described}; preset {args.preset}: {preset}")
-    curves = combinations.train(omniglot_net(5), train_pool, test_pool, eval_tasks=args.eval_tasks,
-                                seed=args.seed, progress=not args.quiet, **preset)
-    out = Path(args.out)
-    plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r])
-                           for r, name in enumerate(curves.names)}, out / "gradient_combinations.png",
-                          ylabel=f"held-out 5-shot 5-way accuracy ({args.eval_tasks} tasks)",
-                          title=f"inner-gradient combinations, inner SGD lr {preset['lr']}",
-                          hlines={"random initialization": curves.random_init})
-    claims = combinations.paper_claims(curves)
-    _write_json(out / "gradient_combinations.json", _jsonable({
-        "preset": args.preset, "settings": preset, "split": described, "seconds": curves.seconds,
-        "iterations": curves.iterations, "random_init": curves.random_init, "claims": claims,
-        "accuracy": {n: curves.accuracy[:, r].tolist() for r, n in enumerate(curves.names)},
-        "transductive": {n: curves.transductive[:, r].tolist() for r, n in enumerate(curves.names)}}))
+    from . import combinations
+    config = _config(combinations.CombinationsConfig, args)
+    out = _out(args)
+    _check_out(out)
+    from .tasks import omniglot
+    train_pool, test_pool, described, _ = omniglot.pools(args.data, args.test_alphabets, config.seed)
+    config.check_data(train_pool, test_pool)
+    print(f"{described}; preset {config.preset}: {config.settings()}")
+    curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet)
     rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}%", f"{100 * curves.transductive[-1, r]:.1f}%"]
             for r, n in enumerate(curves.names)]
     print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min); "
           f"random initialization {100 * curves.random_init:.1f}%")
     print(_table(rows, ["run", "accuracy", "transductive"]))
-    for claim, holds in claims.items():
+    for claim, holds in combinations.paper_claims(curves).items():
         print(f"{'holds' if holds else 'does not hold'}: {claim}")
 
 
-# ----------------------------------------------------------------------------- joint vs reptile
-
-def run_joint(out, data=None, test_alphabets=None, smoke=False, progress=True):
-    """Notebook 04's comparison at full (or smoke) budget; writes joint_vs_reptile.png."""
-    import matplotlib
-    from . import joint, plots
-    sine_part = joint.sine_study(iterations=200 if smoke else 10000, tasks=20 if smoke else 100,
-                                 progress=progress)
-    omni_part = None
-    if data is not None:
-        train_pool, test_pool, _ = omniglot_setup(data, test_alphabets)
-        omni_part = joint.omniglot_study(train_pool, test_pool, iterations=20 if smoke else 1500,
-                                         eval_tasks=10 if smoke else 50, progress=progress)
-    plots.joint_vs_reptile(sine_part, omni_part, Path(out) / "joint_vs_reptile.png")
-    results = {"sine": _jsonable(sine_part), "omniglot": _jsonable(omni_part)}
-    _write_json(Path(out) / "joint_vs_reptile.json", results)
-    return sine_part, omni_part
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return float(value) if isinstance(value, (np.floating, np.integer)) else value
-
-
 def cmd_joint(args):
-    sine_part, omni_part = run_joint(args.out, args.data, args.test_alphabets, args.smoke, not args.quiet)
+    from . import joint
+    out = _out(args)
+    _check_out(out)
+    pools = _omniglot_pools(args)
+    if pools:
+        print(pools[2])
+    sine_part, omni_part = joint.run(out, pools and pools[:2], args.smoke, not args.quiet)
     print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
     for k, (_, mse) in sine_part["curves"].items():
         z = sine_part["zero_shot"][k]
@@ -323,28 +280,34 @@ def cmd_joint(args):
 
 
 def cmd_figures(args):
-    """Regenerate every PNG in figures/ at full budgets (the Omniglot ones need --data)."""
+    """Regenerate every figure at full budget (the Omniglot ones need --data)."""
+    from . import analysis, combinations, joint
     from .tasks import sine
-    out, smoke = Path(args.out), args.smoke
-    iterations = 100 if smoke else 30000
-    _, reptile = sine.train(iterations=iterations, desc="sine reptile")
-    net, joint_run = sine.train(iterations=iterations, method="joint", desc="sine joint")
-    sine_figure(net, {"reptile (k = 5)": reptile.theta, "joint training (k = 1)": joint_run.theta},
-                out / "sine.png")
-    run_taylor(out, smoke=smoke)
-    run_joint(out, args.data, args.test_alphabets, smoke=smoke)
-    if args.data:
-        cmd_gradient_combos(argparse.Namespace(
-            data=args.data, test_alphabets=args.test_alphabets, preset="course",
-            iterations=4 if smoke else None, inner_lr=None, eval_every=2 if smoke else None,
-            eval_tasks=3 if smoke else 30, seed=0, out=str(out), quiet=smoke))
-    print(f"wrote the figures to {out}/")
+    out = _out(args)
+    _check_out(out)
+    pools = _omniglot_pools(args)
+    iterations = 100 if args.smoke else 30000
+    progress = not args.quiet
+    net, reptile = sine.train(sine.SineConfig(iterations=iterations), progress=progress, desc="sine reptile")
+    _, joint_run = sine.train(sine.SineConfig(iterations=iterations, method="joint"), progress=progress,
+                              desc="sine joint")
+    sine.figure(net, {"reptile (k = 5)": reptile.theta, "joint training (k = 1)": joint_run.theta},
+                out.file("sine.png"))
+    analysis.run_all(out, smoke=args.smoke, progress=progress)
+    joint.run(out, pools and pools[:2], smoke=args.smoke, progress=progress)
+    if pools:
+        config = combinations.CombinationsConfig(iterations=4 if args.smoke else None,
+                                                 eval_every=2 if args.smoke else None,
+                                                 eval_tasks=3 if args.smoke else 200)
+        combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
 
 
 # ----------------------------------------------------------------------------- demo
 
 def cmd_demo(args):
     from .demo import Model, make_server
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535 (0: any free port), got {args.port}")
     server = make_server(Model(args.checkpoint), args.port)
     print(f"minireptile demo: open http://127.0.0.1:{server.server_port}/ (Ctrl-C stops it)", flush=True)
     try:
@@ -358,112 +321,119 @@ def cmd_demo(args):
 # ----------------------------------------------------------------------------- main
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minireptile",
-                                     description="Reptile, FOMAML and MAML in plain NumPy.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    from . import combinations
+    from .tasks import experiment, omniglot, sine
+    parser = Parser(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = Parser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    run = Parser(add_help=False)
+    run.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint "
+                     "(the training arguments must be the same)")
+    run.add_argument("--overwrite", action="store_true", help="replace the run in OUT, if there is one")
 
-    p = commands.add_parser("sine", help="the paper's sine-wave regression demo")
-    p.add_argument("--iterations", type=int, default=30000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", choices=["reptile", "fomaml", "maml", "joint"], default="reptile")
-    p.add_argument("--meta-batch", type=int, default=1, help="tasks per outer iteration (T)")
-    p.add_argument("--inner-lr", type=float, default=0.02, help="inner SGD step alpha")
-    p.add_argument("--meta-step", type=float, default=0.1, help="outer step eps, annealed to 0")
-    p.add_argument("--batch-size", type=int, default=10, help="inner minibatch size (k = 50 / size)")
-    p.add_argument("--out", default="runs/sine")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=cmd_sine)
+    def command(name, help_text, handler, parents=(), out=True):
+        p = commands.add_parser(name, help=help_text, description=help_text, parents=[common, *parents],
+)
+        if out:
+            p.add_argument("--out", default=f"runs/{name}", help=f"output folder (default: runs/{name})")
+        p.set_defaults(run=handler)
+        return p
 
-    p = commands.add_parser("omniglot", help="N-way K-shot Omniglot (the paper's defaults)")
-    p.add_argument("--data", required=True, help="folder holding the Omniglot zips or folders")
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1, help="support images per class in evaluation")
-    p.add_argument("--method", choices=["reptile", "fomaml", "maml"], default="reptile")
-    p.add_argument("--iterations", type=int, default=100000)
-    p.add_argument("--test-alphabets", nargs="+", help="split by alphabet (default: the paper's split)")
-    p.add_argument("--out", default="runs/omniglot")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inner", choices=["adam", "sgd"], help="inner optimizer (default: adam; sgd for maml)")
-    p.add_argument("--inner-lr", type=float, help="inner step (default: 0.001 adam, 0.1 sgd)")
-    p.add_argument("--inner-batch", type=int, default=10)
-    p.add_argument("--inner-iters", type=int, default=5)
-    p.add_argument("--train-shots", type=int, default=10)
-    p.add_argument("--meta-batch", type=int, default=5)
-    p.add_argument("--meta-step", type=float, default=1.0)
-    p.add_argument("--meta-step-final", type=float, default=0.0)
-    p.add_argument("--eval-iters", type=int, default=50)
-    p.add_argument("--eval-batch", type=int, default=5)
-    p.add_argument("--eval-tasks", type=int, default=1000, help="test tasks of the final evaluation")
-    p.add_argument("--eval-every", type=int, default=1000)
-    p.add_argument("--eval-tasks-during", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--tail", action="store_true", help="fomaml: last minibatch from unseen data")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=cmd_omniglot)
+    data_help = "folder holding the Omniglot zips or folders (python -m minireptile download fetches them)"
+    p = command("sine", "the paper's sine-wave regression demo, with joint training beside it", cmd_sine, [run])
+    _add_config(p, sine.SineConfig)
 
-    p = commands.add_parser("omniglot-eval", help="evaluate a saved Omniglot theta or checkpoint")
-    p.add_argument("--data", required=True)
-    p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the Adam state) or theta.npz")
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--test-alphabets", nargs="+")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--inner-lr", type=float, default=0.001)
-    p.add_argument("--eval-iters", type=int, default=50)
-    p.add_argument("--eval-batch", type=int, default=5)
-    p.add_argument("--eval-tasks", type=int, default=1000)
+    p = command("omniglot", "N-way K-shot Omniglot, the paper's hyperparameters by default", cmd_omniglot, [run])
+    p.add_argument("--data", required=True, help=data_help)
+    _add_config(p, omniglot.OmniglotConfig)
+
+    p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval, out=False)
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
+    p.add_argument("--test-alphabets", nargs="+", metavar="NAME",
+                   help="alphabets to test on (default: the checkpoint's split)")
+    _add_config(p, experiment.EvalConfig)
     p.add_argument("--json", help="also write the scores to this file")
-    p.set_defaults(run=cmd_omniglot_eval)
 
-    p = commands.add_parser("taylor", help="the Taylor-series analysis (notebook 02) and its figures")
-    p.add_argument("--out", default="figures")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoke", action="store_true", help="tiny budgets")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=cmd_taylor)
+    p = command("download", "fetch the full Omniglot sets and verify their md5 sums", cmd_download, out=False)
+    p.add_argument("--data", default=str(omniglot.default_data_dir()),
+                   help="where to put them (default: $MINIREPTILE_OMNIGLOT or %(default)s)")
 
-    p = commands.add_parser("gradient-combos", help="the ten inner-gradient combinations on Omniglot")
-    p.add_argument("--data", required=True)
-    p.add_argument("--test-alphabets", nargs="+")
-    p.add_argument("--preset", choices=["course", "paper"], default="course")
-    p.add_argument("--iterations", type=int, help="override the preset's")
-    p.add_argument("--inner-lr", type=float, help="override the preset's")
-    p.add_argument("--eval-every", type=int, help="override the preset's")
-    p.add_argument("--eval-tasks", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="figures")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=cmd_gradient_combos)
+    p = command("taylor", "the Taylor-series analysis (notebook 02) and its figures", cmd_taylor)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
 
-    for name, help_text, run in [("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
-                                 ("figures", "regenerate every figure at full budget", cmd_figures)]:
-        p = commands.add_parser(name, help=help_text)
-        p.add_argument("--data", help="Omniglot folder (the Omniglot parts are skipped without it)")
-        p.add_argument("--test-alphabets", nargs="+", default=["Japanese_(katakana)", "Sanskrit", "Tagalog"])
-        p.add_argument("--out", default="figures")
-        p.add_argument("--smoke", action="store_true", help="tiny budgets (to check the command)")
-        if name == "joint":
-            p.add_argument("--quiet", action="store_true")
-        p.set_defaults(run=run)
+    p = command("gradient-combos", "the ten inner-gradient combinations g1..g4 on Omniglot (notebook 03)",
+                cmd_gradient_combos)
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
+    _add_config(p, combinations.CombinationsConfig)
 
-    p = commands.add_parser("demo", help="the interactive 1-shot classification demo in a browser")
+    for name, help_text, handler in [
+            ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
+            ("figures", "regenerate every figure at full budget (about an hour)", cmd_figures)]:
+        p = command(name, help_text, handler)
+        p.add_argument("--data", help=data_help + "; the Omniglot parts are skipped without it")
+        p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
+        p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
+
+    p = command("demo", "the interactive 1-shot classification demo in a browser", cmd_demo, out=False)
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "
                                         "(default: the one shipped with the package)")
-    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0: any free port)")
-    p.set_defaults(run=cmd_demo)
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1, 0 for any free one (default: 8000)")
     return parser
 
 
+def _error(err):
+    """One line for an error the user can cause."""
+    from .tasks.omniglot import DataMissing
+    from .train import CheckpointError, Diverged
+    if isinstance(err, ConfigError):
+        return f"{_flag(err.name)} must be {err.expected}, got {_show(err.got)}", 2
+    if isinstance(err, (UsageError, CheckpointError, ValueError)):
+        return str(err), 2
+    if isinstance(err, Diverged):
+        return str(err), 1
+    if isinstance(err, DataMissing):
+        return str(err), 1
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename and str(err.filename) not in str(err) else ""
+        return f"{err}{where}", 1
+    return None, None
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    from .train import Diverged
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         args.run(args)
-    except ValueError as err:                 # bad arguments: a message, not a traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as err:
-        print(f"\ninterrupted: {err}", file=sys.stderr)
+        print(f"\n{_interrupted(args, err)}", file=sys.stderr)
         return 130
+    except Exception as err:
+        message, status = _error(err)
+        if message is None or (args is not None and args.debug):
+            raise
+        hint = getattr(args, "diverged_hint", None)
+        if isinstance(err, Diverged) and hint:
+            message = (f"meta-training diverged at iteration {err.iteration} (inner losses {err.losses_text}): "
+                       f"a step size is probably too large ({hint}); {err.kept}")
+        print(f"error: {message}", file=sys.stderr)
+        return status
+    finally:
+        if args is not None and getattr(args, "folder", None) is not None:
+            args.folder.discard_if_empty()
+    if getattr(args, "folder", None) is not None:
+        print(args.folder.report())
     return 0
+
+
+def _interrupted(args, err):
+    folder = getattr(args, "folder", None)
+    if str(err):                                          # meta_train: stopped at iteration N; ...
+        return f"interrupted: {err}; continue with the same command and --resume"
+    written = folder.written() if folder is not None else []
+    return "interrupted" + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")

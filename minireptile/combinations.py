@@ -8,12 +8,14 @@ loop is plain SGD on k non-overlapping minibatches of 5 images per class.
 All ten runs train together on the task axis: one theta per run, the same sampled task
 for every run at every iteration (so the comparison is fair), and one weight row per run.
 """
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .config import check_choice, check_int, check_step, option
 from .inner import run_sgd
 from .losses import softmax_cross_entropy
 from .tasks.fewshot import evaluate, flatten_task
@@ -65,7 +67,8 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     eps0 = np.array([eps for *_, eps in runs])                                  # (R,)
     theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P)
     scores = lambda th: evaluate(net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks,
-                                 ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd")
+                                 ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
+                                 progress=progress, desc="evaluating")
     first = scores(theta[0])
     points, accuracy, transductive = [], [], []
     began = time.perf_counter()
@@ -96,3 +99,62 @@ def paper_claims(curves):
         "a sum over g1..gk beats the single last gradient g_k": bool(all(
             final[s] > final[f"g{k}"] for k, s in zip((2, 3, 4), sums))),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class CombinationsConfig:
+    """The gradient-combination study: a preset, and what to change of it."""
+    preset: str = option("course", "course: inner lr 0.03, 2,500 iterations (half an hour); paper: "
+                         "the authors' lr 0.003, 40,000 iterations", choices=tuple(PRESETS))
+    iterations: int = option(None, "outer iterations (default: the preset's)", type=int)
+    inner_lr: float = option(None, "inner SGD step size (default: the preset's)", type=float)
+    eval_every: int = option(None, "evaluate every this many iterations (default: the preset's)", type=int)
+    eval_tasks: int = option(50, "test tasks per evaluation (the same for every run)")
+    seed: int = option(0, "random seed of the initialization and the tasks")
+
+    def __post_init__(self):
+        check_choice("preset", self.preset, tuple(PRESETS))
+        for name in ("iterations", "eval_every"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        if self.inner_lr is not None:
+            check_step("inner_lr", self.inner_lr)
+        check_int("eval_tasks", self.eval_tasks)
+        check_int("seed", self.seed, low=0)
+
+    def check_data(self, train_pool, test_pool):
+        """Five classes in each pool, 20 training images per class (four minibatches of 5) and
+        6 test images per class (5 shots and a query)."""
+        from .config import ConfigError
+        for name, pool, need in (("training", train_pool, 20), ("test", test_pool, 6)):
+            if pool.num_classes < 5 or pool.images.shape[1] < need:
+                raise ConfigError("data", f"at least 5 {name} classes of {need} images each",
+                                  f"{pool.num_classes} classes of {pool.images.shape[1]}")
+
+    def settings(self):
+        """The preset with the given overrides: {lr, iterations, eval_every}."""
+        changes = {"lr": self.inner_lr, "iterations": self.iterations, "eval_every": self.eval_every}
+        return PRESETS[self.preset] | {k: v for k, v in changes.items() if v is not None}
+
+
+def run(config, train_pool, test_pool, out, split="", progress=True):
+    """The study into the folder ``out``: gradient_combinations.png and .json. Returns the curves."""
+    from . import plots
+    from .models import omniglot_net
+    from .outputs import as_folder, write_json
+    out = as_folder(out)
+    settings = config.settings()
+    curves = train(omniglot_net(5), train_pool, test_pool, eval_tasks=config.eval_tasks, seed=config.seed,
+                   progress=progress, **settings)
+    plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r]) for r, name in enumerate(curves.names)},
+                          out.file("gradient_combinations.png"),
+                          ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks)",
+                          title=f"inner-gradient combinations, inner SGD lr {settings['lr']}",
+                          hlines={"random initialization": curves.random_init})
+    write_json(out.file("gradient_combinations.json"), {
+        "preset": config.preset, "settings": settings, "split": split, "seconds": curves.seconds,
+        "eval_tasks": config.eval_tasks, "iterations": curves.iterations, "random_init": curves.random_init,
+        "claims": paper_claims(curves),
+        "accuracy": {n: curves.accuracy[:, r].tolist() for r, n in enumerate(curves.names)},
+        "transductive": {n: curves.transductive[:, r].tolist() for r, n in enumerate(curves.names)}})
+    return curves

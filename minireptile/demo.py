@@ -142,11 +142,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         if not self._local():
             return
-        if self.path != "/classify":
-            return self._send_json(404, {"error": f"no endpoint {self.path}"})
         length = self._content_length()
         if length is None:
             return
+        if self.path != "/classify":
+            self._discard(length)                      # read the body first, so the client gets the 404
+            return self._send_json(404, {"error": f"no endpoint {self.path}"})
         try:
             support, query, width, height = parse_request(self.rfile.read(length))
             images = [render(s, width, height) for s in support]

@@ -11,7 +11,7 @@ import numpy as np
 from .losses import softmax_cross_entropy
 from .models import omniglot_net, sine_mlp
 from .tasks import fewshot, sine
-from .train import meta_train
+from .train import TrainConfig, meta_train
 
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
 
@@ -26,15 +26,16 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
     curves, zero_shot = {}, {}
     x = sine.SineTasks().x_all[:, None]
     for k in ks:
-        _, result = sine.train(iterations=iterations, batch_size=SINE_K[k], seed=seed, evaluate=adapted,
-                               eval_every=eval_every, progress=progress, desc=f"sine k={k}")
+        config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[k], seed=seed)
+        _, result = sine.train(config, evaluate=adapted, eval_every=eval_every, progress=progress,
+                               desc=f"sine k={k}")
         curves[k] = ([i for i, _ in result.evals], [e["mse"] for _, e in result.evals])
         zero_shot[k] = {"mse": float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean()),
                         "prediction spread": float(net.forward(result.theta, x)[0].std())}
     step_sizes = {}
     for eps in eps_values:
-        _, result = sine.train(iterations=iterations, batch_size=SINE_K[5], meta_step=eps, seed=seed,
-                                 progress=progress, desc=f"sine eps={eps}")
+        config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[5], meta_step=eps, seed=seed)
+        _, result = sine.train(config, progress=progress, desc=f"sine eps={eps}")
         step_sizes[eps] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][-1].mean())
     return {"curves": curves, "zero_shot": zero_shot, "step_sizes": step_sizes}
 
@@ -46,16 +47,17 @@ def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eva
     eval_every = eval_every or max(iterations // 5, 1)
     net = omniglot_net(5, **net_args)
     curves, zero_shot = {}, {}
+    scores = lambda th: {"accuracy": fewshot.evaluate(
+        net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks, ways=5, shots=1,
+        inner_iters=50, progress=progress, desc="evaluating")["non-transductive"][0]}
     for k in ks:
-        scores = lambda th: {"accuracy": fewshot.evaluate(
-            net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks, ways=5, shots=1,
-            inner_iters=50)["non-transductive"][0]}
         sample = fewshot.training_sampler(train_pool, ways=5, shots=10, batch_size=10, inner_iters=k,
                                           meta_batch=5)
+        config = TrainConfig(iterations=iterations, lr=0.001, inner="adam", meta_step=1.0, seed=seed,
+                             eval_every=eval_every)
         result = meta_train(net, net.init(np.random.default_rng(seed), dtype=np.float32), sample,
-                            softmax_cross_entropy, iterations=iterations, lr=0.001, inner="adam",
-                            meta_step=1.0, seed=seed, evaluate=scores, eval_every=eval_every,
-                            progress=progress, desc=f"omniglot k={k}")
+                            softmax_cross_entropy, config, evaluate=scores, progress=progress,
+                            desc=f"omniglot k={k}")
         curves[k] = ([i for i, _ in result.evals], [e["accuracy"] for _, e in result.evals])
         zero_shot[k] = zero_shot_accuracy(net, result.theta, test_pool, np.random.default_rng(seed + 1),
                                           eval_tasks)
@@ -70,3 +72,19 @@ def zero_shot_accuracy(net, theta, pool, rng, tasks=50, ways=5):
     thetas = np.broadcast_to(theta, (tasks, theta.shape[-1]))
     logits = fewshot.predict(net, thetas, support, x[:, :, 0], transductive=False)
     return float((logits.argmax(axis=-1) == labels[:, :, 0]).mean())
+
+
+def run(out, pools=None, smoke=False, progress=True):
+    """Notebook 04's comparison at full (or smoke) budget: joint_vs_reptile.png and .json in
+    the folder ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot."""
+    from . import plots
+    from .outputs import as_folder, jsonable, write_json
+    out = as_folder(out)
+    sine_part = sine_study(iterations=200 if smoke else 10000, tasks=20 if smoke else 100, progress=progress)
+    omni_part = None
+    if pools is not None:
+        omni_part = omniglot_study(*pools, iterations=20 if smoke else 1500, eval_tasks=10 if smoke else 50,
+                                   progress=progress)
+    plots.joint_vs_reptile(sine_part, omni_part, out.file("joint_vs_reptile.png"))
+    write_json(out.file("joint_vs_reptile.json"), {"sine": jsonable(sine_part), "omniglot": jsonable(omni_part)})
+    return sine_part, omni_part

@@ -1,17 +1,20 @@
 """Figures. The only module that imports matplotlib (with the file-only Agg backend)."""
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._atomic import atomic_write  # noqa: E402
+
 
 def _save(fig, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    """Write the figure as a PNG, whole or not at all (Ctrl-C leaves no half-written picture)."""
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

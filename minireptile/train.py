@@ -6,22 +6,53 @@ inner loops together, and moves theta along the mean meta-direction:
     theta <- theta - eps_n * mean_t lr g_t,    eps_n linear from eps_0 to eps_final.
 
 A checkpoint holds everything the loop depends on (theta, both optimizers'
-state, the generator's state, the iteration and the history), so a run that is
-stopped and resumed ends bit for bit where an uninterrupted run would.
+state, the generator's state, the iteration, the history and the wall time so
+far) and the experiment's whole configuration, so a run that is stopped and
+resumed ends bit for bit where an uninterrupted run would.
 """
 import json
 import os
 import signal
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
+from .config import check_choice, check_int, check_step, to_dict
 from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What the loop needs to know: the budget, the inner and outer steps, and how often to
+    checkpoint and evaluate (``eval_every`` 0: evaluate once, at the end)."""
+    iterations: int
+    lr: float                               # the inner step size alpha
+    method: object = "reptile"              # "reptile", "fomaml", "joint", "maml" or weights (tuple)
+    inner: str = "sgd"                      # the inner optimizer: "sgd" or "adam"
+    meta_step: float = 0.1                  # eps at the first iteration
+    meta_step_final: float = 0.0            # eps at the last
+    outer: str = "sgd"                      # "sgd" (Reptile's interpolation) or "adam"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    eval_every: int = 0
+
+    def __post_init__(self):
+        check_int("iterations", self.iterations)
+        check_step("lr (the inner step size)", self.lr)
+        check_step("meta_step", self.meta_step, high=1, open_low=False)
+        check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
+        check_choice("inner", self.inner, ("sgd", "adam"))
+        check_choice("outer", self.outer, ("sgd", "adam"))
+        check_int("checkpoint_every", self.checkpoint_every)
+        check_int("eval_every", self.eval_every, low=0)
+        if not isinstance(self.method, str):
+            object.__setattr__(self, "method", tuple(float(w) for w in self.method))
 
 
 @dataclass
@@ -29,8 +60,25 @@ class TrainResult:
     theta: np.ndarray
     history: np.ndarray            # (iterations, 2): mean inner loss on the first and last minibatch
     evals: list = field(default_factory=list)   # [(iteration, {name: value}), ...]
-    seconds: float = 0.0           # wall time of this call's iterations
+    seconds: float = 0.0           # wall time of the whole run, across resumes
     inner_state: object = None     # the inner Adam's state (AdamState), carried between tasks
+    resumed_at: int = 0            # the iteration this call started from (0: a fresh run)
+
+
+class Diverged(FloatingPointError):
+    """A non-finite inner loss or meta-direction; says which iteration and what was kept."""
+
+    def __init__(self, iteration, losses, checkpoint, saved_at):
+        self.iteration, self.losses, self.checkpoint, self.saved_at = iteration + 1, losses, checkpoint, saved_at
+        self.kept = (f"the checkpoint {checkpoint} (iteration {saved_at}) is kept" if saved_at is not None
+                     else "no checkpoint was written yet")
+        self.losses_text = ", ".join(f"{v:.4g}" for v in np.ravel(losses))
+        super().__init__(f"meta-training diverged at iteration {self.iteration} (inner losses "
+                         f"{self.losses_text}): a step size is probably too large; {self.kept}")
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, not a minireptile checkpoint, or for another configuration."""
 
 
 def save_checkpoint(path, **arrays):
@@ -59,47 +107,32 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _check_config(iterations, lr, meta_step, meta_step_final, outer, checkpoint_every):
-    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if not lr > 0:
-        raise ValueError(f"lr (the inner step size) must be positive, got {lr!r}")
-    for name, eps in (("meta_step", meta_step), ("meta_step_final", meta_step_final)):
-        if not 0 <= eps <= 1:
-            raise ValueError(f"{name} (the outer step size eps) must lie in [0, 1], got {eps!r}")
-    if outer not in ("sgd", "adam"):
-        raise ValueError(f"outer must be 'sgd' or 'adam', got {outer!r}")
-    if not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-
-
-def meta_train(net, theta, sample, loss, *, iterations, lr, method="reptile", inner="sgd",
-               meta_step=0.1, meta_step_final=0.0, outer="sgd", seed=0, checkpoint=None,
-               checkpoint_every=1000, resume=False, evaluate=None, eval_every=0,
-               progress=True, desc="meta-training", callback=None):
-    """Meta-train theta for ``iterations`` outer steps; returns a TrainResult.
+def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
+               experiment=None, progress=True, desc="meta-training", callback=None):
+    """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
-    evaluate(theta) -> {name: float}, called every ``eval_every`` iterations and at the end.
-    callback(iteration, theta), if given, runs after each iteration.
+    evaluate(theta) -> {name: float}, every ``config.eval_every`` iterations and at the end.
     With ``resume`` and an existing ``checkpoint``, training continues from it.
+    ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
+    callback(iteration, theta), if given, runs after each iteration.
     """
-    _check_config(iterations, lr, meta_step, meta_step_final, outer, checkpoint_every)
-    config = {"iterations": int(iterations), "lr": lr, "method": np.asarray(method).tolist(),
-              "inner": inner, "meta_step": meta_step, "meta_step_final": meta_step_final,
-              "outer": outer, "seed": seed}
-    rng = np.random.default_rng(seed)
-    outer_opt, inner_state = make_outer(outer), None
+    iterations = config.iterations
+    rng = np.random.default_rng(config.seed)
+    outer_opt, inner_state = make_outer(config.outer), None
     history = np.full((iterations, 2), np.nan)
-    evals, start = [], 0
+    evals, start, before, saved_at = [], 0, 0.0, None
     theta = np.array(theta)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        theta, start, inner_state, evals = _load(checkpoint, config, rng, outer_opt, history)
+        theta, start, inner_state, evals, before = _load(checkpoint, config, rng, outer_opt, history)
+        saved_at = start
 
     def state():
         arrays = {"theta": theta, "iteration": np.array(it), "history": history,
+                  "seconds": np.array(before + time.perf_counter() - began),
                   "rng": np.array(json.dumps(rng.bit_generator.state)),
-                  "config": np.array(json.dumps(config)), "evals": np.array(json.dumps(evals))}
+                  "config": np.array(json.dumps(to_dict(config))), "evals": np.array(json.dumps(evals)),
+                  "experiment": np.array(json.dumps(experiment or {}))}
         arrays.update({f"outer_{k}": v for k, v in outer_opt.state().items()})
         if inner_state is not None:
             arrays.update(inner_m=inner_state.m, inner_v=inner_state.v, inner_t=np.array(inner_state.t))
@@ -110,70 +143,138 @@ def meta_train(net, theta, sample, loss, *, iterations, lr, method="reptile", in
     with _StopFlag() as stop, tqdm(total=iterations, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
         while it < iterations:
-            batches = sample(rng)
-            T = len(batches[0][0])
-            if T == 1:          # one task: the plain single-task path, no task axis to carry
-                direction, losses, new_inner = meta_direction(
-                    net, theta, [(x[0], y[0]) for x, y in batches], lr, loss, method, inner, inner_state)
-            else:
-                direction, losses, new_inner = meta_direction(
-                    net, np.broadcast_to(theta, (T,) + theta.shape), batches, lr, loss, method,
-                    inner, inner_state)
-                direction, losses = direction.mean(axis=0), losses.mean(axis=0)   # over tasks
-            if not np.isfinite(losses).all():
-                kept = f"; the last good checkpoint {checkpoint} is kept" if checkpoint else ""
-                raise FloatingPointError(f"meta-training diverged at iteration {it}: the inner "
-                                         f"losses are {losses}{kept}")
+            direction, losses, new_inner = _step(net, theta, sample(rng), loss, config, inner_state)
+            if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
+                raise Diverged(it, losses, checkpoint, saved_at)
             theta = outer_opt.step(theta, direction, linear_schedule(
-                meta_step, meta_step_final, it, iterations))
+                config.meta_step, config.meta_step_final, it, iterations))
             inner_state = new_inner
             history[it] = losses[0], losses[-1]
             it += 1
             bar.update(1)
             if it % 100 == 0 or it == iterations:
                 bar.set_postfix(loss=f"{history[it - 1, 1]:.4f}", refresh=False)
-            if evaluate is not None and eval_every and (it % eval_every == 0 or it == iterations):
+            if evaluate is not None and config.eval_every and (it % config.eval_every == 0 or it == iterations):
                 evals.append((it, {k: float(v) for k, v in evaluate(theta).items()}))
             if callback is not None:
                 callback(it, theta)
-            if checkpoint is not None and (it % checkpoint_every == 0 or it == iterations):
+            if checkpoint is not None and (it % config.checkpoint_every == 0 or it == iterations or stop.raised):
                 save_checkpoint(checkpoint, **state())
+                saved_at = it
             if stop.raised:
-                if checkpoint is not None:
-                    save_checkpoint(checkpoint, **state())
                 raise KeyboardInterrupt(f"stopped at iteration {it}" + (
-                    f"; checkpoint written to {checkpoint}, resume with resume=True" if checkpoint else ""))
-    if evaluate is not None and not eval_every:
+                    f"; checkpoint written to {checkpoint}" if checkpoint else ""))
+    if evaluate is not None and not config.eval_every and start < iterations:
         evals.append((iterations, {k: float(v) for k, v in evaluate(theta).items()}))
-    return TrainResult(theta, history, evals, time.perf_counter() - began, inner_state)
+    return TrainResult(theta, history, evals, before + time.perf_counter() - began, inner_state, start)
+
+
+def _step(net, theta, batches, loss, config, inner_state):
+    """The mean meta-direction of one meta-batch, its mean inner losses (k,) and the Adam state.
+    Overflow is not warned about here: the caller checks that the results are finite."""
+    T = len(batches[0][0])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if T == 1:          # one task: the plain single-task path, no task axis to carry
+            return meta_direction(net, theta, [(x[0], y[0]) for x, y in batches], config.lr, loss,
+                                  config.method, config.inner, inner_state)
+        direction, losses, new_inner = meta_direction(
+            net, np.broadcast_to(theta, (T,) + theta.shape), batches, config.lr, loss, config.method,
+            config.inner, inner_state)
+        return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
 
 
 def _load(path, config, rng, outer_opt, history):
     """Restore a checkpoint into the loop's state; its configuration must match."""
-    with np.load(path) as ckpt:
+    with open_checkpoint(path) as ckpt:
         saved = json.loads(str(ckpt["config"]))
-        differ = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        given = to_dict(config)
+        differ = {k: (saved.get(k), v) for k, v in given.items()
+                  if k != "checkpoint_every" and saved.get(k) != v}
         if differ:
-            raise ValueError(f"checkpoint {path} was written by a different configuration; "
-                             f"(saved, requested): {differ}")
+            raise CheckpointError(f"checkpoint {path} was written by a different configuration; "
+                                  f"(saved, requested): {differ}")
+        if ckpt["history"].shape != history.shape:
+            raise CheckpointError(f"checkpoint {path} holds a history of {len(ckpt['history'])} iterations, "
+                                  f"not {len(history)}")
         rng.bit_generator.state = json.loads(str(ckpt["rng"]))
         outer_opt.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
         history[:] = ckpt["history"]
         evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
-        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals
+        seconds = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
+        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals, seconds
+
+
+class _Checkpoint:
+    """An open .npz whose arrays are read without pickles; a bad array is a CheckpointError."""
+
+    def __init__(self, path, npz):
+        self.path, self._npz, self.files = path, npz, npz.files
+
+    def __getitem__(self, name):
+        try:
+            return self._npz[name]
+        except (ValueError, OSError, zipfile.BadZipFile) as err:
+            raise CheckpointError(f"{self.path}: the array {name!r} cannot be read ({err})") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._npz.close()
+
+
+def open_checkpoint(path):
+    """A minireptile .npz opened for reading (allow_pickle=False), or a one-line CheckpointError
+    if the file is missing, is not an .npz archive, or holds no theta."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise CheckpointError(f"{path} is not a minireptile checkpoint (not an .npz archive)")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path} is not a readable .npz archive ({err})") from None
+    if "theta" not in npz.files:
+        npz.close()
+        raise CheckpointError(f"{path} is not a minireptile checkpoint: it holds no array named "
+                              f"'theta' (it has {', '.join(npz.files) or 'no arrays'})")
+    return _Checkpoint(path, npz)
 
 
 def load_theta(path):
     """The meta-parameters stored in a checkpoint or a theta.npz."""
-    with np.load(path) as f:
-        if "theta" not in f.files:
-            raise ValueError(f"{path} holds no array named 'theta' (it has {f.files})")
-        return f["theta"].copy()
+    with open_checkpoint(path) as f:
+        theta = f["theta"]
+    if theta.dtype not in (np.float32, np.float64) or theta.ndim != 1:
+        raise CheckpointError(f"{path}: theta must be a float32 or float64 vector, got "
+                              f"{theta.dtype} of shape {theta.shape}")
+    return theta.copy()
+
+
+def load_experiment(path):
+    """The experiment configuration a checkpoint or theta.npz records ({} if none)."""
+    with open_checkpoint(path) as f:
+        if "experiment" not in f.files:
+            return {}
+        try:
+            return json.loads(str(f["experiment"]))
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: its experiment record is not JSON") from None
+
+
+def load_progress(path):
+    """(iteration reached, iterations planned) of a training checkpoint, or None for a bare theta."""
+    with open_checkpoint(path) as f:
+        if "iteration" not in f.files or "config" not in f.files:
+            return None
+        return int(f["iteration"]), int(json.loads(str(f["config"]))["iterations"])
 
 
 def load_inner_state(path):
     """The inner Adam state stored in a checkpoint (AdamState), or None if it holds none."""
-    with np.load(path) as f:
+    with open_checkpoint(path) as f:
         return _inner_state(f)
 
 

@@ -180,8 +180,9 @@ def test_float32_stays_float32_through_inner_loops_and_meta_training():
         assert mr.meta_gradient(net, theta, batches, LR, loss, method).dtype == np.float32
     from minireptile.tasks.sine import SineTasks
     for inner, outer in (("sgd", "sgd"), ("adam", "adam")):
-        result = mr.meta_train(net, theta[0], lambda r: SineTasks().training_batches(r, 2), loss,
-                               iterations=3, lr=0.001, inner=inner, outer=outer, progress=False)
+        config = mr.TrainConfig(iterations=3, lr=0.001, inner=inner, outer=outer)
+        result = mr.meta_train(net, theta[0], lambda r: SineTasks().training_batches(r, 2), loss, config,
+                               progress=False)
         assert result.theta.dtype == np.float32
 
 

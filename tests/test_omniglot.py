@@ -108,14 +108,29 @@ def test_splits(tmp_path, cache):
     data = omniglot.load(tmp_path, cache=cache)
     train, test = omniglot.split_by_alphabet(data, ["B"])
     assert {a for a, _ in test.names} == {"B"} and len(train.names) == 8
-    with pytest.raises(ValueError, match=r"test alphabets \['Z'\] are not in the data"):
+    with pytest.raises(ValueError, match=r"test_alphabets must be alphabets of the data \(A, B, C\), got Z$"):
         omniglot.split_by_alphabet(data, ["Z"])
     train, test = omniglot.paper_split(data, seed=3, train=10)
     assert len(train.names) == 10 and len(test.names) == 2
     assert not set(train.names) & set(test.names)
     assert omniglot.paper_split(data, seed=3, train=10)[1].names == test.names   # seeded
-    with pytest.raises(ValueError, match="use split_by_alphabet for the small subsets"):
+    with pytest.raises(ValueError, match="split the small subsets by alphabet"):
         omniglot.paper_split(data, train=1200)
+
+
+def test_the_default_split_is_one_documented_rule(tmp_path, cache):
+    write_folder(tmp_path, layout("images_background", ["A", "B", "C", "D", "Sanskrit", "Tagalog"], 2, 2))
+    data = omniglot.load(tmp_path, cache=cache)
+    assert omniglot.default_test_alphabets(data) == ("Sanskrit", "Tagalog")    # the small subsets' three
+    others = data.select([i for i, (a, _) in enumerate(data.names) if a in "ABCD"])
+    assert omniglot.default_test_alphabets(others) == ("D",)                  # else the last third
+    full = omniglot.Omniglot(data.images, data.names, ("images_background", "images_evaluation"))
+    assert omniglot.default_test_alphabets(full) is None                      # the paper's split
+    train, test, chosen, how = omniglot.split(data)
+    assert chosen == ("Sanskrit", "Tagalog") and "default" in how and len(test.names) == 4
+    one = data.select([0])
+    with pytest.raises(ValueError, match="at least two alphabets"):
+        omniglot.default_test_alphabets(one)
 
 
 class _Server:
@@ -196,3 +211,6 @@ def test_the_shared_subsets(cache):
     start = time.perf_counter()
     omniglot.load(SHARED, cache=cache)
     assert time.perf_counter() - start < cold                # the warm cache is faster
+    pools = omniglot.pools(SHARED, cache=cache)              # the default split is the one above
+    assert pools.test_alphabets == tuple(TEST_ALPHABETS)
+    assert (pools.train.num_classes, pools.test.num_classes) == (4 * 136, 106)

@@ -7,7 +7,7 @@ import pytest
 
 import minireptile as mr
 from minireptile.tasks.sine import SineTasks, evaluate
-from minireptile.train import meta_train
+from minireptile.train import Diverged, TrainConfig, meta_train
 
 FAMILY = SineTasks()
 
@@ -16,12 +16,16 @@ def sampler(T=1):
     return lambda rng: FAMILY.training_batches(rng, T)
 
 
+LOOP = ("checkpoint", "resume", "evaluate", "callback", "experiment")
+
+
 def train(iterations, hidden=16, **kwargs):
     net = mr.sine_mlp(hidden=hidden)
     theta = net.init(np.random.default_rng(0))
-    args = dict(iterations=iterations, lr=0.02, meta_step=0.1, progress=False, seed=1) | kwargs
+    args = dict(iterations=iterations, lr=0.02, meta_step=0.1, seed=1) | kwargs
     sample = args.pop("sample", sampler(args.pop("meta_batch", 1)))
-    return net, meta_train(net, theta, sample, mr.mse, **args)
+    loop = {k: args.pop(k) for k in LOOP if k in args}
+    return net, meta_train(net, theta, sample, mr.mse, TrainConfig(**args), progress=False, **loop)
 
 
 def interrupt_at(n):
@@ -62,7 +66,6 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         train(10, checkpoint=ckpt, resume=True, lr=0.03)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_divergence_names_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     good = FAMILY.training_batches(np.random.default_rng(0), 1)
@@ -74,19 +77,28 @@ def test_divergence_names_the_iteration_and_keeps_the_last_good_checkpoint(tmp_p
 
     def count(iteration, theta):
         sample.calls = iteration
-    with pytest.raises(FloatingPointError, match="diverged at iteration 13.*last good checkpoint"):
+    with pytest.raises(Diverged, match=r"diverged at iteration 14 .*checkpoint .*ckpt.npz \(iteration 10\) is kept"):
         train(50, sample=sample, checkpoint=ckpt, checkpoint_every=5, callback=count)
     with np.load(ckpt) as saved:
         assert int(saved["iteration"]) == 10 and np.isfinite(saved["theta"]).all()
 
 
+def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path, recwarn):
+    good = FAMILY.training_batches(np.random.default_rng(0), 1)
+    with pytest.raises(Diverged, match="iteration 1 .*no checkpoint was written yet"):
+        train(50, sample=lambda rng: [(good[0][0], good[0][1] * 1e200)], checkpoint=tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()
+    assert not [w for w in recwarn if "overflow" in str(w.message)]      # no stream of warnings first
+
+
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(meta_step=1.5), r"meta_step \(the outer step size eps\) must lie in \[0, 1\], got 1.5"),
-    (dict(meta_step_final=-0.1), r"meta_step_final .* must lie in \[0, 1\], got -0.1"),
-    (dict(lr=0), "lr .* must be positive, got 0"),
-    (dict(iterations=0), "iterations must be a positive integer, got 0"),
-    (dict(outer="rmsprop"), "outer must be 'sgd' or 'adam', got 'rmsprop'"),
-    (dict(inner="rmsprop"), "inner must be 'sgd' or 'adam', got 'rmsprop'"),
+    (dict(meta_step=1.5), r"meta_step must be a number at least 0 and at most 1, got 1.5"),
+    (dict(meta_step_final=-0.1), r"meta_step_final must be a number at least 0 and at most 1, got -0.1"),
+    (dict(lr=0), r"lr \(the inner step size\) must be a number above 0, got 0"),
+    (dict(lr=float("nan")), r"lr \(the inner step size\) must be a number above 0, got nan"),
+    (dict(iterations=0), "iterations must be an integer of at least 1, got 0"),
+    (dict(outer="rmsprop"), "outer must be one of sgd, adam, got rmsprop"),
+    (dict(inner="rmsprop"), "inner must be one of sgd, adam, got rmsprop"),
     (dict(meta_batch=0), r"meta_batch \(tasks per meta-iteration\) must be a positive integer, got 0"),
     (dict(method=[1, 1]), "method weights must have length k = 5"),
     (dict(method="maml", inner="adam"), "maml.*use inner='sgd'"),
@@ -95,6 +107,18 @@ def test_bad_training_configuration(kwargs, match):
     kwargs = dict(iterations=3) | kwargs
     with pytest.raises(ValueError, match=match):
         train(**kwargs)
+
+
+def test_training_time_and_history_cover_the_whole_run_across_a_resume(tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(KeyboardInterrupt):
+        train(40, checkpoint=ckpt, callback=interrupt_at(25))
+    with np.load(ckpt) as saved:
+        before = float(saved["seconds"])
+    assert before > 0
+    _, resumed = train(40, checkpoint=ckpt, resume=True)
+    assert resumed.resumed_at == 25 and resumed.seconds > before
+    assert np.isfinite(resumed.history).all()                # all 40 iterations, not the last 15
 
 
 def test_short_meta_training_beats_random_initialization():

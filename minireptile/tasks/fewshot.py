@@ -8,6 +8,7 @@ shuffled support set, reshuffling each time it is used up.
 import math
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..inner import run_adam, run_sgd
 from ..losses import softmax_cross_entropy
@@ -103,7 +104,7 @@ def predict(net, phi, support, queries, transductive):
 
 
 def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
-             batch_size=5, inner="adam", state=None, chunk=50):
+             batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation"):
     """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set (the
     inner Adam, or plain SGD), then classify one query per class.
 
@@ -112,12 +113,17 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     to start from (the authors carry the training state into evaluation); None starts
     fresh. Returns {"transductive": (accuracy, ci95), "non-transductive": (accuracy, ci95)},
     the 95% interval over tasks; with R models, each is a pair of (R,) arrays.
+    ``progress`` shows a bar over the tasks (it disappears when done).
     """
     if inner not in ("adam", "sgd"):
         raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
+    if not isinstance(tasks, (int, np.integer)) or tasks < 1:
+        raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
     thetas = np.atleast_2d(theta)                                           # (R, P)
     R, chunk = len(thetas), max(1, chunk // len(thetas))
     correct = {"transductive": [], "non-transductive": []}
+    bar = tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
+               dynamic_ncols=True)
     for start in range(0, tasks, chunk):
         T = min(chunk, tasks - start)
         x, labels = pool.sample(rng, T, ways, shots + 1)
@@ -136,6 +142,8 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
             logits = predict(net, phi, every(support), every(queries), mode == "transductive")
             hits = (logits.argmax(axis=-1) == every(query_labels)).mean(axis=1)
             correct[mode].append(hits.reshape(R, T))
+        bar.update(T)
+    bar.close()
     results = {mode: _mean_ci(np.concatenate(values, axis=1)) for mode, values in correct.items()}
     if np.ndim(theta) == 1:
         results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}

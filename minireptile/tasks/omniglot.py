@@ -21,15 +21,19 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
+from ..config import ConfigError, option
+from .experiment import FewShotConfig
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
         "images_background_small2")
-URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+URL = "https://github.com/brendenlake/omniglot/raw/master/python/"   # $MINIREPTILE_OMNIGLOT_URL: a mirror
 MD5 = {"images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
        "images_evaluation.zip": "6b91aef0f799c5bb55b94e3f2daec811"}
 SIZE = 28
@@ -64,6 +68,7 @@ class Omniglot:
     and names[c] = (alphabet, character folder)."""
     images: np.ndarray
     names: list
+    sets: tuple = ()            # the sets it was read from, e.g. ("images_background", ...)
 
     @property
     def alphabets(self):
@@ -71,7 +76,7 @@ class Omniglot:
 
     def select(self, indices):
         indices = np.asarray(indices, dtype=int)
-        return Omniglot(self.images[indices], [self.names[i] for i in indices])
+        return Omniglot(self.images[indices], [self.names[i] for i in indices], self.sets)
 
 
 def cache_dir(path=None):
@@ -158,17 +163,18 @@ def _read(sources):
 def load(root, cache=None):
     """All the Omniglot sets found under ``root``, preprocessed, through the cache."""
     sources = find_sources(root)
+    sets = tuple(name for name, _ in sources)
     path = cache_dir(cache) / f"omniglot-{_stat_key(sources)}.npz"
     if path.is_file():
         with np.load(path) as f:
-            return Omniglot(f["images"], [tuple(n) for n in json.loads(str(f["names"]))])
+            return Omniglot(f["images"], [tuple(n) for n in json.loads(str(f["names"]))], sets)
     data = _read(sources)
     with atomic_write(path) as f:
         np.savez(f, images=data.images, names=np.array(json.dumps(data.names)))
-    return data
+    return Omniglot(data.images, data.names, sets)
 
 
-def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
+def download(root, files=tuple(MD5), url=None, md5=None, timeout=60, progress=False):
     """Fetch the official zips into ``root`` over HTTPS and verify their md5 sums.
 
     Each file is written to a temporary file and renamed only when its sum
@@ -176,6 +182,7 @@ def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
     Files already present with the right sum are kept. Returns the paths.
     """
     md5 = MD5 if md5 is None else md5
+    url = url or os.environ.get("MINIREPTILE_OMNIGLOT_URL") or URL
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -186,8 +193,10 @@ def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
             continue
         with atomic_write(target) as out:                 # renamed into place only if the sum matches
             try:
-                with urllib.request.urlopen(url + name, timeout=timeout) as response:
-                    got = _md5(response, copy_to=out)
+                with urllib.request.urlopen(url + name, timeout=timeout) as response, tqdm(
+                        total=int(response.headers.get("Content-Length") or 0) or None, unit="B",
+                        unit_scale=True, desc=name, disable=not progress, leave=False) as bar:
+                    got = _md5(response, copy_to=out, bar=bar)
             except (OSError, http.client.HTTPException) as err:
                 raise OSError(f"download of {name} from {url} failed ({err!r}); nothing was written") from err
             if got != md5[name]:
@@ -197,13 +206,15 @@ def download(root, files=tuple(MD5), url=URL, md5=None, timeout=60):
     return paths
 
 
-def _md5(stream, copy_to=None):
+def _md5(stream, copy_to=None, bar=None):
     """The md5 hex digest of a binary stream, read in 1 MiB blocks (each also written to copy_to)."""
     digest = hashlib.md5()
     for block in iter(lambda: stream.read(1 << 20), b""):
         digest.update(block)
         if copy_to is not None:
             copy_to.write(block)
+        if bar is not None:
+            bar.update(len(block))
     return digest.hexdigest()
 
 
@@ -217,11 +228,13 @@ def split_by_alphabet(data, test_alphabets):
     test_alphabets = list(test_alphabets)
     unknown = sorted(set(test_alphabets) - set(data.alphabets))
     if unknown:
-        raise ValueError(f"test alphabets {unknown} are not in the data; it has {data.alphabets}")
+        raise ConfigError("test_alphabets", "alphabets of the data (" + ", ".join(data.alphabets) + ")",
+                          unknown)
     test = [i for i, (alphabet, _) in enumerate(data.names) if alphabet in test_alphabets]
     train = [i for i, (alphabet, _) in enumerate(data.names) if alphabet not in test_alphabets]
     if not train:
-        raise ValueError("every alphabet is a test alphabet: nothing is left to train on")
+        raise ConfigError("test_alphabets", "a part of the alphabets, leaving some to train on",
+                          test_alphabets)
     return data.select(train), data.select(test)
 
 
@@ -229,6 +242,107 @@ def paper_split(data, seed=0, train=1200):
     """The paper's split: all characters shuffled with ``seed``; ``train`` for training, the rest test."""
     if not 0 < train < len(data.names):
         raise ValueError(f"train must lie between 1 and {len(data.names) - 1} characters for this "
-                         f"data, got {train}; use split_by_alphabet for the small subsets")
+                         f"data, got {train}; split the small subsets by alphabet")
     order = np.random.default_rng(seed).permutation(len(data.names))
     return data.select(np.sort(order[:train])), data.select(np.sort(order[train:]))
+
+
+#: The default held-out alphabets on data other than the full sets: the three alphabets of
+#: images_background_small2 that images_background_small1 lacks.
+SMALL_TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
+TEST_ALPHABETS_HELP = ("alphabets to test on (default: the paper's split on the full sets; on other data "
+                       "those of " + ", ".join(SMALL_TEST_ALPHABETS) + " it has, else the last third "
+                       "of its alphabets)")
+
+
+def default_test_alphabets(data):
+    """The documented default split, as the test alphabets (None: the paper's split).
+
+    Data holding both full sets (images_background and images_evaluation) gets the paper's
+    split. Any other data holds out those of SMALL_TEST_ALPHABETS it has, if that leaves some
+    alphabets to train on; otherwise the last third of its alphabets in alphabetical order.
+    """
+    if {"images_background", "images_evaluation"} <= set(data.sets):
+        return None
+    alphabets = data.alphabets
+    if len(alphabets) < 2:
+        raise ConfigError("data", "Omniglot with at least two alphabets (one to train on, one to "
+                          "test on)", f"only {', '.join(alphabets)}")
+    test = [a for a in SMALL_TEST_ALPHABETS if a in alphabets]
+    if not test or len(test) == len(alphabets):
+        test = alphabets[-max(1, len(alphabets) // 3):]
+    return tuple(test)
+
+
+class Pools(NamedTuple):
+    """The few-shot pools of one split: training classes (with rotations) and test classes."""
+    train: object                   # fewshot.ClassPool
+    test: object                    # fewshot.ClassPool
+    description: str                # which split, and how many classes
+    test_alphabets: tuple           # the test alphabets (None: the paper's split)
+
+
+def split(data, test_alphabets=None, seed=0):
+    """(train, test, test alphabets, how): the alphabets named, else the default split (see
+    ``default_test_alphabets``); ``how`` says which."""
+    chosen = tuple(test_alphabets) if test_alphabets else default_test_alphabets(data)
+    if chosen is None:
+        train, test = paper_split(data, seed=seed)
+        return train, test, None, f"the paper's split (seed {seed}): {len(train.names)} training characters"
+    train, test = split_by_alphabet(data, chosen)
+    how = "given" if test_alphabets else "the default for this data; --test-alphabets to choose"
+    return train, test, chosen, f"test alphabets {', '.join(chosen)} ({how})"
+
+
+def pools(root, test_alphabets=None, seed=0, cache=None):
+    """The Pools of the Omniglot under ``root``, split as ``split`` says."""
+    from .fewshot import ClassPool
+    train, test, chosen, how = split(load(root, cache=cache), test_alphabets, seed)
+    train_pool, test_pool = ClassPool(train.images, rotations=True), ClassPool(test.images)
+    return Pools(train_pool, test_pool, f"{how}; {train_pool.num_classes} training classes (with "
+                 f"rotations), {test_pool.num_classes} test classes", chosen)
+
+
+@dataclass(frozen=True)
+class OmniglotConfig(FewShotConfig):
+    """The few-shot experiment on Omniglot, with its split."""
+    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.test_alphabets is not None:
+            object.__setattr__(self, "test_alphabets", tuple(self.test_alphabets))
+
+
+class DataMissing(RuntimeError):
+    """No Omniglot where one was looked for, and no way to download it."""
+
+
+def default_data_dir():
+    """$MINIREPTILE_OMNIGLOT, else $XDG_DATA_HOME/minireptile/omniglot (~/.local/share/...)."""
+    if os.environ.get("MINIREPTILE_OMNIGLOT"):
+        return Path(os.environ["MINIREPTILE_OMNIGLOT"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "minireptile" / "omniglot"
+
+
+def locate(root=None, download_missing=True, progress=True):
+    """A folder holding Omniglot: ``root``, else ``default_data_dir()``. If it holds none and
+    ``download_missing``, the full sets are downloaded into it; if that fails, DataMissing
+    says how to get the data."""
+    root = Path(root) if root is not None else default_data_dir()
+    if root.is_dir() and any((root / f"{n}.zip").is_file() or (root / n).is_dir() for n in SETS):
+        return root
+    how = (f"no Omniglot at {root}. Get it with `python -m minireptile download --data {root}` on a "
+           "machine with network access (or copy images_background.zip and images_evaluation.zip "
+           "there), or point MINIREPTILE_OMNIGLOT at a folder that holds them")
+    if not download_missing:
+        raise DataMissing(how)
+    existed = root.exists()
+    try:
+        download(root, progress=progress)
+    except (OSError, ValueError) as err:
+        if not existed and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise DataMissing(f"{how}. (The download failed: {err})") from None
+    return root

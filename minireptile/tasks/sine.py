@@ -4,13 +4,15 @@ Tasks draw A ~ U[0.1, 5] and b ~ U[0, 2 pi]; x_all is 50 evenly spaced points on
 [-5, 5]. Training adapts on one pass over a random permutation of x_all in
 minibatches of 10 (k = 5); evaluation adapts on 10 points and scores all 50.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
+from ..config import check_choice, check_int, check_step, option
 from ..inner import check_inner
 from ..losses import mse
+from ..train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -104,19 +106,91 @@ def summarize(evaluation):
             "median": np.median(mse, axis=1).tolist()}
 
 
-def train(iterations=30000, seed=0, method="reptile", meta_batch=1, lr=0.02, meta_step=0.1,
-          meta_step_final=0.0, batch_size=10, hidden=64, dtype=np.float64, family=SineTasks(),
-          **loop):
+@dataclass(frozen=True)
+class SineConfig:
+    """Meta-training on sine waves, with the paper's defaults."""
+    iterations: int = option(30000, "outer (meta) iterations; the meta step anneals over them")
+    method: str = option("reptile", "meta-gradient (joint: Reptile with k = 1)",
+                         choices=("reptile", "fomaml", "maml", "joint"))
+    meta_batch: int = option(1, "tasks per outer iteration (T)")
+    inner_lr: float = option(0.02, "inner SGD step size alpha")
+    meta_step: float = option(0.1, "outer step size eps at the first iteration")
+    meta_step_final: float = option(0.0, "outer step size eps at the last iteration (linear in between)")
+    batch_size: int = option(10, "points per inner minibatch: k = 50 // batch_size inner steps")
+    seed: int = option(0, "random seed of the initialization and the tasks")
+    checkpoint_every: int = option(1000, "write the checkpoint every this many iterations", train=False)
+
+    def __post_init__(self):
+        check_choice("method", self.method, ("reptile", "fomaml", "maml", "joint"))
+        for name in ("iterations", "meta_batch", "checkpoint_every"):
+            check_int(name, getattr(self, name))
+        check_int("batch_size", self.batch_size, high=SineTasks.points, why=" (the points of a wave)")
+        check_int("seed", self.seed, low=0)
+        check_step("inner_lr", self.inner_lr)
+        check_step("meta_step", self.meta_step, high=1)
+        check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
+
+    def train_config(self, **changes):
+        return TrainConfig(iterations=self.iterations, lr=self.inner_lr, method=self.method,
+                           meta_step=self.meta_step, meta_step_final=self.meta_step_final, seed=self.seed,
+                           checkpoint_every=self.checkpoint_every, **changes)
+
+
+def train(config=SineConfig(), hidden=64, dtype=np.float64, family=SineTasks(), eval_every=0, **loop):
     """Meta-train the 1-64-64-1 tanh MLP on sine tasks; returns (net, TrainResult).
 
     ``loop`` goes to ``meta_train`` (checkpoint, resume, progress, evaluate, ...).
     """
     from ..models import sine_mlp
     from ..train import meta_train
-    _check_meta_batch(meta_batch)
     net = sine_mlp(hidden)
-    theta = net.init(np.random.default_rng(seed), dtype=dtype)
-    result = meta_train(net, theta, lambda rng: family.training_batches(rng, meta_batch, batch_size),
-                        mse, iterations=iterations, lr=lr, method=method, meta_step=meta_step,
-                        meta_step_final=meta_step_final, seed=seed, **loop)
+    theta = net.init(np.random.default_rng(config.seed), dtype=dtype)
+    sample = lambda rng: family.training_batches(rng, config.meta_batch, config.batch_size)
+    result = meta_train(net, theta, sample, mse, config.train_config(eval_every=eval_every), **loop)
     return net, result
+
+
+def figure(net, thetas, path, seed=2024, steps=(0, 8, 16, 24, 32), lr=0.02):
+    """The blog's picture for one held-out task, one panel per {title: theta}."""
+    from .. import plots
+    family = SineTasks()
+    amplitude, phase, x_support, x_all = held_out_tasks(1, seed=seed, family=family)
+    y_support, y_all = family.f(x_support, amplitude, phase), family.f(x_all, amplitude, phase)
+    panels = []
+    for title, theta in thetas.items():
+        pred = adapt(net, theta, x_support, y_support, x_all, max(steps), lr, steps)
+        panels.append((title, x_all[0, :, 0], y_all[0, :, 0], x_support[0, :, 0], y_support[0, :, 0],
+                       {s: pred[i, 0, :, 0] for i, s in enumerate(steps)}))
+    return plots.sine_panels(panels, path)
+
+
+def run(config, out, resume=False, progress=True):
+    """The sine command: train ``config`` (and joint training beside it, unless it is joint
+    training) into the folder ``out``: checkpoint.npz (and joint_checkpoint.npz), theta.npz,
+    results.json and sine.png. Returns the results dict."""
+    import json
+
+    from ..config import to_dict
+    from ..outputs import as_folder, write_json
+    from ..train import save_checkpoint
+    out = as_folder(out)
+    record = {"command": "sine", "config": to_dict(config)}
+    net, result = train(config, checkpoint=out.file("checkpoint.npz"), resume=resume, progress=progress,
+                        experiment=record, desc=f"sine {config.method}")
+    save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(record)))
+    random_init = net.init(np.random.default_rng(config.seed))
+    results = {"config": to_dict(config), "iterations": config.iterations, "train_seconds": result.seconds,
+               "evaluation": summarize(evaluate(net, result.theta, lr=config.inner_lr)),
+               "random_init": summarize(evaluate(net, random_init, lr=config.inner_lr))}
+    thetas = {f"{config.method} (k = {SineTasks.points // config.batch_size})": result.theta}
+    if config.method != "joint":
+        joint_config = replace(config, method="joint")
+        _, joint = train(joint_config, checkpoint=out.file("joint_checkpoint.npz"), resume=resume,
+                         progress=progress, desc="sine joint",
+                         experiment={"command": "sine", "config": to_dict(joint_config)})
+        results["joint"] = summarize(evaluate(net, joint.theta, lr=config.inner_lr))
+        results["joint_train_seconds"] = joint.seconds
+        thetas["joint training (k = 1)"] = joint.theta
+    figure(net, thetas, out.file("sine.png"), lr=config.inner_lr)
+    write_json(out.file("results.json"), results)
+    return results

@@ -1,0 +1,65 @@
+"""The output folder of a command: created only when a file is written, listed at the end,
+removed again if a failure leaves it empty."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import atomic_write
+
+
+class RunFolder:
+    """Where one command writes, and the record of what it wrote.
+
+    ``file(name)`` gives the path of a file inside the folder and records it; ``written()``
+    lists the recorded files that exist. Nothing creates the folder but writing a file into
+    it (``atomic_write`` and ``plots`` make the folder they need), and ``discard_if_empty``
+    removes a folder this command created when a failure left it empty.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.existed = self.path.exists()
+        self._files = []
+
+    def file(self, name):
+        path = self.path / name
+        if path not in self._files:
+            self._files.append(path)
+        return path
+
+    def written(self):
+        return [p for p in self._files if p.is_file()]
+
+    def discard_if_empty(self):
+        if not self.existed and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    def report(self):
+        """'wrote:' and the written files, one a line."""
+        files = self.written()
+        return "wrote:\n" + "\n".join(f"  {p}" for p in files) if files else "wrote no files"
+
+
+def as_folder(out):
+    """A RunFolder for ``out`` (a path or already a RunFolder)."""
+    return out if isinstance(out, RunFolder) else RunFolder(out)
+
+
+def write_json(path, data):
+    """JSON, written whole or not at all."""
+    with atomic_write(path, "w") as f:
+        json.dump(jsonable(data), f, indent=2)
+
+
+def jsonable(value):
+    """NumPy scalars, arrays and tuples as plain JSON values, recursively."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return float(value) if isinstance(value, (np.floating, np.integer)) else value

@@ -1,0 +1,191 @@
+"""The few-shot classification experiment: its configuration (the paper's defaults), its checks
+against the data, meta-training with periodic evaluation, and the final evaluation.
+
+The `omniglot` command is this experiment on Omniglot's pools; any other dataset of classes of
+equally many images (a ``ClassPool``) runs through the same code.
+"""
+import dataclasses
+import json
+
+import numpy as np
+
+from ..config import ConfigError, check_choice, check_int, check_step, option, to_dict
+from ..losses import softmax_cross_entropy
+from ..outputs import as_folder, write_json
+from ..train import TrainConfig, meta_train, save_checkpoint
+from . import fewshot
+
+METHODS = ("reptile", "fomaml", "maml")
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotConfig:
+    """N-way K-shot meta-training and evaluation, with the paper's 5-way Omniglot defaults."""
+    ways: int = option(5, "classes per task (N)")
+    shots: int = option(1, "support images per class when evaluating (K)")
+    method: str = option("reptile", "meta-gradient", choices=METHODS)
+    iterations: int = option(100000, "outer (meta) iterations; the meta step anneals over them")
+    seed: int = option(0, "random seed of the initialization, the tasks and the paper's split")
+    inner: str = option(None, "inner optimizer (default: adam; sgd for maml, which differentiates "
+                        "through plain SGD steps)", choices=("adam", "sgd"), type=str)
+    inner_lr: float = option(None, "inner step size alpha (default: 0.001 for adam, 0.1 for sgd)",
+                             type=float)
+    inner_batch: int = option(10, "images per inner minibatch in training")
+    inner_iters: int = option(5, "inner steps per task in training (k)")
+    train_shots: int = option(10, "images per class that a training task draws")
+    meta_batch: int = option(5, "tasks per outer iteration (T)")
+    meta_step: float = option(1.0, "outer step size eps at the first iteration")
+    meta_step_final: float = option(0.0, "outer step size eps at the last iteration (linear in between)")
+    tail: bool = option(False, "fomaml only: the last minibatch holds one image per class that the "
+                        "earlier minibatches never saw (the separate tail)")
+    eval_iters: int = option(50, "inner steps when evaluating")
+    eval_batch: int = option(5, "images per inner minibatch when evaluating")
+    eval_every: int = option(1000, "evaluate during training every this many iterations (0: never)")
+    eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
+    eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
+    checkpoint_every: int = option(500, "write the checkpoint every this many iterations", train=False)
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        inner = self.inner or ("sgd" if self.method == "maml" else "adam")
+        check_choice("inner", inner, ("adam", "sgd"))
+        if self.method == "maml" and inner != "sgd":
+            raise ConfigError("inner", "sgd with --method maml (exact MAML differentiates through "
+                              "plain SGD steps)", inner)
+        object.__setattr__(self, "inner", inner)
+        if self.inner_lr is None:
+            object.__setattr__(self, "inner_lr", 0.1 if inner == "sgd" else 0.001)
+        check_int("ways", self.ways, low=2)
+        for name in ("shots", "iterations", "inner_batch", "inner_iters", "train_shots", "meta_batch",
+                     "eval_iters", "eval_batch", "eval_tasks_during", "eval_tasks", "checkpoint_every"):
+            check_int(name, getattr(self, name))
+        check_int("seed", self.seed, low=0)
+        check_int("eval_every", self.eval_every, low=0)
+        check_step("inner_lr", self.inner_lr)
+        check_step("meta_step", self.meta_step, high=1)
+        check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
+        if self.tail and self.method != "fomaml":
+            raise ConfigError("tail", "used with --method fomaml only", f"--method {self.method}")
+        if self.tail and self.train_shots < 2:
+            raise ConfigError("train_shots", "at least 2 with --tail (one image per class is kept "
+                              "for the tail)", self.train_shots)
+
+    def train_config(self):
+        return TrainConfig(iterations=self.iterations, lr=self.inner_lr, method=self.method,
+                           inner=self.inner, meta_step=self.meta_step, meta_step_final=self.meta_step_final,
+                           seed=self.seed, checkpoint_every=self.checkpoint_every, eval_every=self.eval_every)
+
+    def evaluation(self):
+        """The keyword arguments of ``fewshot.evaluate`` for this configuration."""
+        return dict(ways=self.ways, shots=self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
+                    batch_size=self.eval_batch, inner=self.inner)
+
+    def check_data(self, train_pool, test_pool):
+        """Refuse ways and shots that the pools cannot supply (before any work)."""
+        check_pools(self.ways, self.shots, train_pool, test_pool)
+        drawings = train_pool.images.shape[1]
+        check_int("train_shots", self.train_shots, high=drawings,
+                  why=" (the images per class in the training data)")
+
+
+def check_pools(ways, shots, train_pool, test_pool):
+    """ways against the classes of both pools; shots + 1 query against the test images per class."""
+    classes = min(train_pool.num_classes, test_pool.num_classes) if train_pool else test_pool.num_classes
+    which = "training" if train_pool and train_pool.num_classes == classes else "test"
+    check_int("ways", ways, low=2, high=classes, why=f" (the {which} data has {classes} classes)")
+    drawings = test_pool.images.shape[1]
+    check_int("shots", shots, high=drawings - 1,
+              why=f" (the test data has {drawings} images per class and one is the query)")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluating a trained theta: the paper's evaluation defaults."""
+    ways: int = option(None, "classes per task (default: the checkpoint's)", type=int)
+    shots: int = option(1, "support images per class (K)")
+    inner: str = option("adam", "inner optimizer when fine-tuning", choices=("adam", "sgd"))
+    inner_lr: float = option(0.001, "inner step size alpha")
+    eval_iters: int = option(50, "inner steps on the support set")
+    eval_batch: int = option(5, "images per inner minibatch")
+    eval_tasks: int = option(1000, "test tasks")
+    seed: int = option(0, "random seed of the test tasks")
+
+    def __post_init__(self):
+        if self.ways is not None:
+            check_int("ways", self.ways, low=2)
+        for name in ("shots", "eval_iters", "eval_batch", "eval_tasks"):
+            check_int(name, getattr(self, name))
+        check_int("seed", self.seed, low=0)
+        check_step("inner_lr", self.inner_lr)
+
+    def evaluation(self):
+        return dict(ways=self.ways, shots=self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
+                    batch_size=self.eval_batch, inner=self.inner)
+
+
+def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, experiment=None,
+          progress=True, desc=None):
+    """Meta-train ``net`` from a fresh float32 initialization; returns the TrainResult.
+
+    Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` test tasks are scored
+    (always the same ones) for the learning curve.
+    """
+    rng = np.random.default_rng
+    sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
+                                      config.inner_iters, config.meta_batch,
+                                      tail_shots=1 if config.tail else None)
+
+    def periodic(theta):
+        scores = fewshot.evaluate(net, theta, test_pool, rng(config.seed + 1), tasks=config.eval_tasks_during,
+                                  progress=progress, desc="evaluating", **config.evaluation())
+        return {mode: accuracy for mode, (accuracy, _) in scores.items()}
+
+    theta = net.init(rng(config.seed), dtype=np.float32)
+    return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
+                      checkpoint=checkpoint, resume=resume, evaluate=periodic, experiment=experiment,
+                      progress=progress,
+                      desc=desc or f"{config.ways}-way {config.shots}-shot {config.method}")
+
+
+def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True):
+    """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks: for the inner Adam, with the
+    carried-over state (only when one is given) and with a fresh state; for SGD, one row."""
+    if evaluation["inner"] == "sgd":
+        states = {"SGD": None}
+    else:
+        states = {"fresh Adam state": None}
+        if inner_state is not None:
+            states = {"carried-over Adam state": inner_state.mean_over_tasks()} | states
+    final = {}
+    for name, state in states.items():
+        scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
+                                  state=state, progress=progress, desc=f"final evaluation, {name}",
+                                  **evaluation)
+        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
+    return final
+
+
+def run(net, config, train_pool, test_pool, out, split, resume=False, progress=True, record=None):
+    """The whole experiment into the folder ``out``: checkpoint.npz (resumable), theta.npz,
+    results.json and learning_curve.png. ``split`` describes the data; ``record`` (a dict) is
+    stored with the configuration in both .npz files. Returns (TrainResult, final scores)."""
+    from .. import plots
+    out = as_folder(out)
+    experiment = (record or {}) | {"config": to_dict(config), "split": split}
+    result = train(net, config, train_pool, test_pool, checkpoint=out.file("checkpoint.npz"),
+                   resume=resume, experiment=experiment, progress=progress)
+    save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(experiment)))
+    final = final_evaluation(net, result.theta, test_pool, result.inner_state, config.evaluation(),
+                             config.eval_tasks, config.seed + 2, progress)
+    results = {"config": to_dict(config), "split": split, "train_seconds": result.seconds,
+               "iterations": config.iterations, "final": final,
+               "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}
+    write_json(out.file("results.json"), results)
+    if result.evals:
+        its = [i for i, _ in result.evals]
+        curves = {mode: (its, [scores[mode] for _, scores in result.evals])
+                  for mode in ("non-transductive", "transductive")}
+        plots.learning_curves(curves, out.file("learning_curve.png"), ylabel="held-out accuracy",
+                              title=f"{config.ways}-way {config.shots}-shot, {config.method}",
+                              hlines={"chance": 1 / config.ways})
+    return result, final
