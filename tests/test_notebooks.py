@@ -17,3 +17,24 @@ def test_stored_without_outputs(path):
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+def test_a_notebook_without_omniglot_stops_with_the_message_instead_of_faking_data(tmp_path, monkeypatch):
+    """Outside smoke mode, notebook 03 with an empty data folder (and no network) must stop at
+    its data cell, saying how to get Omniglot, and never train on the synthetic pool."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    empty = tmp_path / "no-omniglot-here"
+    empty.mkdir()
+    monkeypatch.setenv("MINIREPTILE_SMOKE", "0")
+    monkeypatch.setenv("MINIREPTILE_OMNIGLOT", str(empty))
+    monkeypatch.setenv("MINIREPTILE_OMNIGLOT_URL", "http://127.0.0.1:9/")   # nothing listens there
+    path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError,
+                       match=r"no Omniglot at .*no-omniglot-here.*python -m minireptile download"):
+        client.execute()
+    training = [c for c in nb.cells if c.cell_type == "code" and "combinations.train(" in c.source]
+    assert training and all(c.execution_count is None for c in training)        # never reached
+    assert list(empty.iterdir()) == []                                           # nothing half-downloaded
