@@ -1,5 +1,10 @@
+"""``python -m minireptile``: see ``cli.py``."""
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:                 # Ctrl-C while the libraries load: nothing has started
+    print("\ninterrupted; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

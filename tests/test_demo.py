@@ -102,7 +102,7 @@ def test_bad_requests_get_a_400_with_a_message_and_the_server_keeps_running(serv
     assert post(server, {"support": [SHAPES["line"]] * 2, "query": SHAPES["line"]})[0] == 200
 
 
-def raw_post(url, content_length, body=b"", pause=0.0):
+def raw_post(url, content_length, body=b"", pause=0.0, path="/classify"):
     """POST with a Content-Length of our choosing (urllib always sends the true one).
 
     With a pause, the body goes in two halves with the pause between them: a server that
@@ -110,7 +110,7 @@ def raw_post(url, content_length, body=b"", pause=0.0):
     """
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
     try:
-        connection.putrequest("POST", "/classify")
+        connection.putrequest("POST", path)
         connection.putheader("Content-Length", content_length)
         connection.endheaders()
         half = len(body) // 2
@@ -138,6 +138,13 @@ def test_a_slow_client_sending_too_large_a_body_still_reads_the_400(server):
     body = b"x" * (demo.MAX_BODY + 1)
     status, answer = raw_post(server, str(len(body)), body, pause=0.3)
     assert status == 400 and "too large" in answer["error"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/api/classify"])
+def test_a_large_post_to_an_unknown_path_still_reads_the_404(server, path):
+    body = b"x" * (demo.MAX_BODY // 2)                 # within the limit: read, then answered 404
+    status, answer = raw_post(server, str(len(body)), body, pause=0.3, path=path)
+    assert status == 404 and f"no endpoint {path}" in answer["error"]
 
 
 def test_a_checkpoint_of_the_wrong_size_is_refused(tmp_path):
