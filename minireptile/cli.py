@@ -298,7 +298,7 @@ def cmd_figures(args):
     if pools:
         config = combinations.CombinationsConfig(iterations=4 if args.smoke else None,
                                                  eval_every=2 if args.smoke else None,
-                                                 eval_tasks=3 if args.smoke else 200)
+                                                 eval_tasks=3 if args.smoke else 30)
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
 
 
