@@ -65,9 +65,21 @@ def _out(args):
     return args.folder
 
 
-def _check_out(out):
+def _check_out(out, flag="--out"):
     if out.path.exists() and not out.path.is_dir():
-        raise UsageError(f"--out {out.path} is a file, not a folder")
+        raise UsageError(f"{flag} {out.path} is a file, not a folder")
+
+
+def _pools(args, test_alphabets, seed=0):
+    """The Omniglot pools of --data, split by --test-alphabets (or the default); a folder that is
+    missing or holds no readable Omniglot is refused naming --data."""
+    from .tasks import omniglot
+    try:
+        return omniglot.pools(args.data, test_alphabets, seed)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise UsageError(f"--data {args.data}: {err}") from None
 
 
 def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
@@ -140,7 +152,7 @@ def cmd_omniglot(args):
     config = _config(omniglot.OmniglotConfig, args)
     out = _out(args)
     _check_out(out)
-    pools = omniglot.pools(args.data, config.test_alphabets, config.seed)
+    pools = _pools(args, config.test_alphabets, config.seed)
     config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
     config.check_data(pools.train, pools.test)
     train_pool, test_pool, split = pools.train, pools.test, pools.description
@@ -176,7 +188,7 @@ def cmd_omniglot_eval(args):
         raise UsageError(f"--ways must be {ways}: {args.checkpoint} is a {ways}-way net, got {config.ways}")
     config = dataclasses.replace(config, ways=ways)
     test_alphabets = args.test_alphabets or saved.get("test_alphabets")
-    _, test_pool, described, _ = omniglot.pools(args.data, test_alphabets, saved.get("seed", 0))
+    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0))
     experiment.check_pools(config.ways, config.shots, None, test_pool)
     source = " (the checkpoint's split)" if test_alphabets and not args.test_alphabets else ""
     print(described + source)
@@ -205,7 +217,7 @@ def cmd_download(args):
     from .tasks import omniglot
     out = RunFolder(args.data)
     args.folder = out
-    _check_out(out)
+    _check_out(out, "--data")
     paths = omniglot.download(args.data, progress=not args.quiet)
     for path in paths:
         out.file(path.name)
@@ -216,6 +228,8 @@ def cmd_download(args):
 
 def cmd_taylor(args):
     from . import analysis
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer of at least 0, got {args.seed}")
     out = _out(args)
     _check_out(out)
     results = analysis.run_all(out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
@@ -238,8 +252,7 @@ def cmd_taylor(args):
 
 def _omniglot_pools(args):
     """(train pool, test pool, description) for --data and --test-alphabets, or None without --data."""
-    from .tasks import omniglot
-    return omniglot.pools(args.data, args.test_alphabets) if args.data else None
+    return _pools(args, args.test_alphabets) if args.data else None
 
 
 def cmd_gradient_combos(args):
@@ -247,8 +260,7 @@ def cmd_gradient_combos(args):
     config = _config(combinations.CombinationsConfig, args)
     out = _out(args)
     _check_out(out)
-    from .tasks import omniglot
-    train_pool, test_pool, described, _ = omniglot.pools(args.data, args.test_alphabets, config.seed)
+    train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
     print(f"{described}; preset {config.preset}: {config.settings()}")
     curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet)

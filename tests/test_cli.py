@@ -98,11 +98,11 @@ def test_omniglot_refuses_bad_values_before_training(tmp_path, env, data, args, 
 
 def test_omniglot_refuses_missing_and_foreign_data(tmp_path, env):
     message = one_line_error(run(["omniglot", "--data", tmp_path / "nowhere", *TINY], tmp_path, env))
-    assert "nowhere does not exist" in message
+    assert "--data " in message and "nowhere does not exist" in message
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
     message = one_line_error(run(["omniglot", "--data", tmp_path / "photos", *TINY], tmp_path, env))
-    assert "holds none of the Omniglot sets" in message
+    assert "--data " in message and "holds none of the Omniglot sets" in message
     assert not (tmp_path / "runs").exists()
 
 
