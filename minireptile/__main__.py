@@ -7,4 +7,5 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: not
     print("\ninterrupted; nothing was written", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+if __name__ == "__main__":          # worker processes import this module too (spawn): no second run
+    sys.exit(main())

@@ -108,7 +108,7 @@ class _StopFlag:
 
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
-               experiment=None, progress=True, desc="meta-training", callback=None):
+               experiment=None, progress=True, desc="meta-training", callback=None, workers=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
@@ -116,6 +116,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
+    ``workers`` (a ``workers.Workers``) runs the task slots of each meta-batch in parallel;
+    ``sample`` must then be a sampler with ``plan`` and ``gather`` (``fewshot.TrainingSampler``).
     """
     iterations = config.iterations
     rng = np.random.default_rng(config.seed)
@@ -143,7 +145,11 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     with _StopFlag() as stop, tqdm(total=iterations, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
         while it < iterations:
-            direction, losses, new_inner = _step(net, theta, sample(rng), loss, config, inner_state)
+            if workers is None:
+                direction, losses, new_inner = _step(net, theta, sample(rng), loss, config, inner_state)
+            else:
+                direction, losses, new_inner = _remote_step(workers, net, theta, sample, rng, loss, config,
+                                                            inner_state, it, checkpoint, saved_at)
             if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
                 raise Diverged(it, losses, checkpoint, saved_at)
             theta = outer_opt.step(theta, direction, linear_schedule(
@@ -181,6 +187,17 @@ def _step(net, theta, batches, loss, config, inner_state):
             net, np.broadcast_to(theta, (T,) + theta.shape), batches, config.lr, loss, config.method,
             config.inner, inner_state)
         return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
+
+
+def _remote_step(workers, net, theta, sample, rng, loss, config, inner_state, it, checkpoint, saved_at):
+    """``_step`` with the task slots on ``workers``; a lost worker says what is kept."""
+    from .workers import WorkerLost
+    try:
+        return workers.step(net, theta, sample, sample.plan(rng), loss, config, inner_state)
+    except WorkerLost as err:
+        kept = (f"the checkpoint {checkpoint} (iteration {saved_at}) is kept: continue with --resume"
+                if saved_at is not None else "no checkpoint was written yet")
+        raise WorkerLost(f"{err} during iteration {it + 1}; {kept}") from None
 
 
 def _load(path, config, rng, outer_opt, history):

@@ -124,11 +124,12 @@ class EvalConfig:
 
 
 def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, experiment=None,
-          progress=True, desc=None):
+          progress=True, desc=None, workers=None):
     """Meta-train ``net`` from a fresh float32 initialization; returns the TrainResult.
 
     Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` test tasks are scored
-    (always the same ones) for the learning curve.
+    (always the same ones) for the learning curve. ``workers`` (``workers.Workers``) spreads
+    the task slots of training and the test tasks of evaluation over processes or a cluster.
     """
     rng = np.random.default_rng
     sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
@@ -137,17 +138,19 @@ def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, exp
 
     def periodic(theta):
         scores = fewshot.evaluate(net, theta, test_pool, rng(config.seed + 1), tasks=config.eval_tasks_during,
-                                  progress=progress, desc="evaluating", **config.evaluation())
+                                  progress=progress, desc="evaluating", workers=workers,
+                                  **config.evaluation())
         return {mode: accuracy for mode, (accuracy, _) in scores.items()}
 
     theta = net.init(rng(config.seed), dtype=np.float32)
     return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
                       checkpoint=checkpoint, resume=resume, evaluate=periodic, experiment=experiment,
-                      progress=progress,
+                      progress=progress, workers=workers,
                       desc=desc or f"{config.ways}-way {config.shots}-shot {config.method}")
 
 
-def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True):
+def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True,
+                     workers=None):
     """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks: for the inner Adam, with the
     carried-over state (only when one is given) and with a fresh state; for SGD, one row."""
     if evaluation["inner"] == "sgd":
@@ -160,12 +163,13 @@ def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed
     for name, state in states.items():
         scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
                                   state=state, progress=progress, desc=f"final evaluation, {name}",
-                                  **evaluation)
+                                  workers=workers, **evaluation)
         final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
     return final
 
 
-def run(net, config, train_pool, test_pool, out, split, resume=False, progress=True, record=None):
+def run(net, config, train_pool, test_pool, out, split, resume=False, progress=True, record=None,
+        workers=None):
     """The whole experiment into the folder ``out``: checkpoint.npz (resumable), theta.npz,
     results.json and learning_curve.png. ``split`` describes the data; ``record`` (a dict) is
     stored with the configuration in both .npz files. Returns (TrainResult, final scores)."""
@@ -173,10 +177,10 @@ def run(net, config, train_pool, test_pool, out, split, resume=False, progress=T
     out = as_folder(out)
     experiment = (record or {}) | {"config": to_dict(config), "split": split}
     result = train(net, config, train_pool, test_pool, checkpoint=out.file("checkpoint.npz"),
-                   resume=resume, experiment=experiment, progress=progress)
+                   resume=resume, experiment=experiment, progress=progress, workers=workers)
     save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(experiment)))
     final = final_evaluation(net, result.theta, test_pool, result.inner_state, config.evaluation(),
-                             config.eval_tasks, config.seed + 2, progress)
+                             config.eval_tasks, config.seed + 2, progress, workers)
     results = {"config": to_dict(config), "split": split, "train_seconds": result.seconds,
                "iterations": config.iterations, "final": final,
                "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}

@@ -30,6 +30,10 @@ class ClassPool:
 
     def sample(self, rng, T, ways, shots):
         """x (T, ways, shots, 1, H, W) and labels (T, ways, shots): T tasks, distinct images."""
+        return self.gather(*self.draw(rng, T, ways, shots))
+
+    def draw(self, rng, T, ways, shots):
+        """Which images T tasks use, without the images: classes (T, N), drawings (T, N, K)."""
         C, D = self.images.shape[:2]
         if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
             raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
@@ -39,10 +43,15 @@ class ClassPool:
             raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
         classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]    # (T, N)
         drawings = np.argsort(rng.random((T, ways, D)), axis=2)[..., :shots]         # (T, N, K)
+        return classes, drawings
+
+    def gather(self, classes, drawings):
+        """The images and labels of ``draw``'s tasks: (T, N, K, 1, H, W) and (T, N, K)."""
         x = self.images[(classes // self.rotations)[..., None], drawings]           # (T, N, K, H, W)
         turns = classes % self.rotations
         for r in range(1, self.rotations):
             x[turns == r] = np.rot90(x[turns == r], r, axes=(-2, -1))
+        T, ways, shots = drawings.shape
         labels = np.broadcast_to(np.arange(ways)[None, :, None], (T, ways, shots))
         return x[:, :, :, None], labels.copy()
 
@@ -53,38 +62,70 @@ def flatten_task(x, labels):
     return x.reshape((T, -1) + x.shape[3:]), labels.reshape(T, -1)
 
 
-def cycle_batches(rng, x, labels, batch_size, num_batches):
-    """The authors' inner minibatches: cycle through a shuffled copy of each task's samples.
-
-    x (T, n, ...), labels (T, n) -> [(x_i (T, B, ...), labels_i (T, B))] * num_batches.
-    """
-    T, n = labels.shape
+def cycle_order(rng, T, n, batch_size, num_batches):
+    """The authors' minibatch order: cycle through a shuffled copy of each task's n samples,
+    reshuffling when it is used up. Returns sample indices (T, num_batches, batch_size)."""
     if not 1 <= batch_size:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
     epochs = math.ceil(batch_size * num_batches / n)
     order = np.argsort(rng.random((T, epochs, n)), axis=2).reshape(T, epochs * n)
-    order = order[:, :batch_size * num_batches].reshape(T, num_batches, batch_size)
-    rows = np.arange(T)[:, None]
-    return [(x[rows, order[:, i]], labels[rows, order[:, i]]) for i in range(num_batches)]
+    return order[:, :batch_size * num_batches].reshape(T, num_batches, batch_size)
 
 
-def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+def take_batches(x, labels, order):
+    """x (T, n, ...), labels (T, n) and an order (T, k, B) -> [(x_i (T, B, ...), labels_i (T, B))] * k."""
+    rows = np.arange(len(order))[:, None]
+    return [(x[rows, order[:, i]], labels[rows, order[:, i]]) for i in range(order.shape[1])]
+
+
+def cycle_batches(rng, x, labels, batch_size, num_batches):
+    """The authors' inner minibatches: x (T, n, ...), labels (T, n) ->
+    [(x_i (T, B, ...), labels_i (T, B))] * num_batches."""
+    return take_batches(x, labels, cycle_order(rng, *labels.shape, batch_size, num_batches))
+
+
+class TrainingSampler:
     """sample(rng) -> the inner minibatches of ``meta_batch`` tasks, for ``meta_train``.
 
+    ``plan(rng)`` draws every task as indices only (which images, in which order) and
+    ``gather(plan, slots)`` turns the plan of some task slots into minibatches: a driver
+    can draw all the tasks and let workers, each with its own copy of the pool, gather
+    their slots. The random stream, and so the result, does not depend on the split.
     With ``tail_shots`` (first-order MAML's separate tail), the last minibatch is
     ``tail_shots`` images per class that the earlier minibatches never saw.
     """
-    if tail_shots is not None and not 1 <= tail_shots < shots:
-        raise ValueError(f"tail_shots must lie in [1, shots = {shots}), got {tail_shots!r}")
 
-    def sample(rng):
-        x, labels = pool.sample(rng, meta_batch, ways, shots)
-        if tail_shots is None:
-            return cycle_batches(rng, *flatten_task(x, labels), batch_size, inner_iters)
-        head = cycle_batches(rng, *flatten_task(x[:, :, tail_shots:], labels[:, :, tail_shots:]),
-                             batch_size, inner_iters - 1)
-        return head + [flatten_task(x[:, :, :tail_shots], labels[:, :, :tail_shots])]
-    return sample
+    def __init__(self, pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+        if tail_shots is not None and not 1 <= tail_shots < shots:
+            raise ValueError(f"tail_shots must lie in [1, shots = {shots}), got {tail_shots!r}")
+        self.pool, self.ways, self.shots, self.batch_size = pool, ways, shots, batch_size
+        self.inner_iters, self.meta_batch, self.tail_shots = inner_iters, meta_batch, tail_shots
+
+    def plan(self, rng):
+        """{"classes" (T, N), "drawings" (T, N, K), "order" (T, k', B)}: the tasks, as indices."""
+        classes, drawings = self.pool.draw(rng, self.meta_batch, self.ways, self.shots)
+        tail = self.tail_shots or 0
+        steps = self.inner_iters - (1 if tail else 0)
+        order = cycle_order(rng, self.meta_batch, self.ways * (self.shots - tail), self.batch_size, steps)
+        return {"classes": classes, "drawings": drawings, "order": order}
+
+    def gather(self, plan, slots=slice(None)):
+        """The minibatches [(x_i (t, B, ...), labels_i (t, B))] of the plan's ``slots``."""
+        x, labels = self.pool.gather(plan["classes"][slots], plan["drawings"][slots])
+        tail = self.tail_shots or 0
+        head = take_batches(*flatten_task(x[:, :, tail:], labels[:, :, tail:]), plan["order"][slots])
+        return head + ([flatten_task(x[:, :, :tail], labels[:, :, :tail])] if tail else [])
+
+    def __call__(self, rng):
+        return self.gather(self.plan(rng))
+
+    def __getstate__(self):                  # a worker gets the pool once, not with every task
+        return self.__dict__ | {"pool": None}
+
+
+def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+    """A TrainingSampler (see there)."""
+    return TrainingSampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots)
 
 
 def predict(net, phi, support, queries, transductive):
@@ -104,7 +145,8 @@ def predict(net, phi, support, queries, transductive):
 
 
 def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
-             batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation"):
+             batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation",
+             workers=None):
     """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set (the
     inner Adam, or plain SGD), then classify one query per class.
 
@@ -113,41 +155,58 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     to start from (the authors carry the training state into evaluation); None starts
     fresh. Returns {"transductive": (accuracy, ci95), "non-transductive": (accuracy, ci95)},
     the 95% interval over tasks; with R models, each is a pair of (R,) arrays.
-    ``progress`` shows a bar over the tasks (it disappears when done).
+    ``progress`` shows a bar over the tasks (it disappears when done). ``workers`` (a
+    ``workers.Workers``) scores the chunks of tasks in parallel: the driver draws every
+    task here, so the tasks and the scores do not depend on how many workers there are.
     """
     if inner not in ("adam", "sgd"):
         raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
         raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
     thetas = np.atleast_2d(theta)                                           # (R, P)
-    R, chunk = len(thetas), max(1, chunk // len(thetas))
-    correct = {"transductive": [], "non-transductive": []}
-    bar = tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
-               dynamic_ncols=True)
-    for start in range(0, tasks, chunk):
+    chunk = max(1, chunk // len(thetas))
+    plans = []
+    for start in range(0, tasks, chunk):                                    # every task, drawn here
         T = min(chunk, tasks - start)
-        x, labels = pool.sample(rng, T, ways, shots + 1)
-        support, support_labels = flatten_task(x[:, :, 1:], labels[:, :, 1:])
-        queries, query_labels = x[:, :, 0], labels[:, :, 0]                 # (T, N, ...), (T, N)
-        batches = cycle_batches(rng, support, support_labels, batch_size, inner_iters)
-        every = lambda a: np.concatenate([a] * R)                           # run-major: (R T, ...)
-        batches = [(every(xb), every(yb)) for xb, yb in batches]
-        start_thetas = np.repeat(thetas, T, axis=0)                         # (R T, P)
-        if inner == "sgd":
-            phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy)[0]
-        else:
-            start_state = None if state is None else state.for_tasks(len(start_thetas))
-            phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state)[0]
-        for mode in correct:
-            logits = predict(net, phi, every(support), every(queries), mode == "transductive")
-            hits = (logits.argmax(axis=-1) == every(query_labels)).mean(axis=1)
-            correct[mode].append(hits.reshape(R, T))
-        bar.update(T)
-    bar.close()
+        classes, drawings = pool.draw(rng, T, ways, shots + 1)
+        plans.append({"classes": classes, "drawings": drawings,
+                      "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)})
+    adapt = dict(lr=lr, inner=inner, state=state)
+    scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans) if workers is None
+              else workers.score(net, thetas, pool, plans, **adapt))
+    correct = {"transductive": [], "non-transductive": []}
+    with tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
+              dynamic_ncols=True) as bar:
+        for hits in scored:
+            for mode in correct:
+                correct[mode].append(hits[mode])
+            bar.update(hits["transductive"].shape[1])
     results = {mode: _mean_ci(np.concatenate(values, axis=1)) for mode, values in correct.items()}
     if np.ndim(theta) == 1:
         results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
     return results
+
+
+def score_tasks(net, thetas, pool, plan, lr, inner, state):
+    """{mode: hits (R, T)}: the fraction of queries that R models, each fine-tuned on the support
+    sets of a plan's T tasks (drawn with shots + 1 images per class, the first the query), get right."""
+    x, labels = pool.gather(plan["classes"], plan["drawings"])
+    support, support_labels = flatten_task(x[:, :, 1:], labels[:, :, 1:])
+    queries, query_labels = x[:, :, 0], labels[:, :, 0]                     # (T, N, ...), (T, N)
+    R, T = len(thetas), len(x)
+    every = lambda a: np.concatenate([a] * R)                               # run-major: (R T, ...)
+    batches = [(every(xb), every(yb)) for xb, yb in take_batches(support, support_labels, plan["order"])]
+    start_thetas = np.repeat(thetas, T, axis=0)                             # (R T, P)
+    if inner == "sgd":
+        phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy)[0]
+    else:
+        start_state = None if state is None else state.for_tasks(len(start_thetas))
+        phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state)[0]
+    hits = {}
+    for mode in ("transductive", "non-transductive"):
+        logits = predict(net, phi, every(support), every(queries), mode == "transductive")
+        hits[mode] = (logits.argmax(axis=-1) == every(query_labels)).mean(axis=1).reshape(R, T)
+    return hits
 
 
 def _mean_ci(per_task):

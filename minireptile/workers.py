@@ -1,0 +1,209 @@
+"""Task slots on a ``concurrent.futures`` executor: worker processes on this machine, or a Dask cluster.
+
+A meta-iteration's tasks are independent until the outer step averages them. So the driver draws
+every task itself (indices only: which images, in which order), hands contiguous groups of task
+slots to the executor together with theta and each slot's inner Adam state, and averages what comes
+back in slot order:
+
+    driver:  plan = sampler.plan(rng)                      # all T tasks, as indices
+    worker:  direction_s, losses_s, state_s = meta_direction(theta, sampler.gather(plan[s]), ...)
+    driver:  theta <- outer step with mean over s of direction_s    (slots in a fixed order)
+
+The random stream stays in the driver, so the tasks never depend on the number of workers; only
+floating-point rounding can (BLAS blocking), and with one BLAS thread per worker not even that.
+Each worker receives a pool of images once: local processes memory-map a file the driver writes,
+Dask workers get it once through ``scatter``; a task carries only its indices.
+"""
+import concurrent.futures as cf
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from contextlib import contextmanager
+
+import numpy as np
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_POOLS = {}                               # in a worker process: pool key -> ClassPool
+
+
+class WorkerLost(RuntimeError):
+    """A worker died (killed, out of memory, a lost cluster node) while it held task slots."""
+
+
+class Workers:
+    """Hands task slots to ``executor``, which runs ``size`` of them at once.
+
+    Use ``Workers.local(n)`` or ``Workers.dask(address)``; close it (or use ``with``) to stop
+    the workers and remove the shared pool files.
+    """
+
+    def __init__(self, executor, size, client=None, owns_executor=True):
+        self.executor, self.size, self.client = executor, size, client
+        self._owns, self._shared, self._folder = owns_executor, {}, None
+
+    @classmethod
+    def local(cls, n, threads=None):
+        """n worker processes on this machine, each with ``threads`` BLAS threads
+        (default: the cores divided among the workers, so that workers x threads = cores)."""
+        import multiprocessing
+        threads = threads or max(1, (os.cpu_count() or 1) // n)
+        with _environment({name: str(threads) for name in BLAS_THREADS}):
+            executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_ignore_ctrl_c)
+            started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
+            cf.wait(started)                                         # these settings
+        return cls(executor, n)
+
+    @classmethod
+    def dask(cls, address):
+        """The workers of the Dask cluster whose scheduler listens at ``address``."""
+        try:
+            from distributed import Client
+        except ImportError:
+            raise RuntimeError('--scheduler needs Dask: pip install "minireptile[distributed]"') from None
+        client = Client(address, timeout="20s")
+        size = sum(client.nthreads().values())
+        if size == 0:
+            client.close()
+            raise RuntimeError(f"the Dask scheduler at {address} has no workers")
+        return cls(client.get_executor(), size, client=client)
+
+    # -- the pools of images, shared once
+
+    def share(self, pool):
+        """(key, images argument) under which workers find ``pool``; shared on first use."""
+        if id(pool) not in self._shared:
+            key = uuid.uuid4().hex
+            if self.client is not None:
+                images = self.client.scatter(pool.images, broadcast=True)
+                self._shared[id(pool)] = ((key, None, pool.rotations), images)
+            else:
+                self._folder = self._folder or tempfile.mkdtemp(prefix="minireptile-workers-")
+                path = os.path.join(self._folder, f"{key}.npy")
+                np.save(path, pool.images)
+                self._shared[id(pool)] = ((key, path, pool.rotations), None)
+        return self._shared[id(pool)]
+
+    # -- the work
+
+    def slots(self, T):
+        """Contiguous groups of the T task slots, one per worker at most."""
+        return [s for s in np.array_split(np.arange(T), min(T, self.size)) if len(s)]
+
+    def step(self, net, theta, sampler, plan, loss, config, state):
+        """The mean meta-direction of a plan's T tasks, the mean inner losses (k,) and the new
+        inner Adam state (T slots), with the slots spread over the workers."""
+        handle, images = self.share(sampler.pool)
+        futures = []
+        for s in self.slots(len(plan["classes"])):
+            part = {name: indices[s] for name, indices in plan.items()}
+            slot_state = None if state is None else _slot_state(state, s)
+            futures.append(lambda part=part, slot_state=slot_state: self.executor.submit(
+                _train_slots, handle, images, sampler, part, net, theta, loss, config.lr, config.method,
+                config.inner, slot_state))
+        results = _results(futures)
+        direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
+        losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
+        new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
+        return direction, losses, new_state
+
+    def score(self, net, thetas, pool, plans, **adapt):
+        """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""
+        handle, images = self.share(pool)
+        futures = _results([lambda plan=plan: self.executor.submit(_score, handle, images, net, thetas, plan, adapt)
+                            for plan in plans], wait=False)
+        for future in futures:
+            yield _results([lambda: future])[0]
+
+    def close(self):
+        if self._owns:
+            if self.client is not None:
+                self.client.close()
+            else:
+                self.executor.shutdown(wait=True, cancel_futures=True)
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _results(submits, wait=True):
+    """Submit (each a function returning a future) and, with ``wait``, return the results in
+    order; a lost worker, at submission or while working, becomes one WorkerLost."""
+    try:
+        futures = [submit() for submit in submits]
+        return [f.result() for f in futures] if wait else futures
+    except cf.BrokenExecutor as err:
+        raise WorkerLost(f"a worker process died ({err})") from None
+    except Exception as err:
+        if type(err).__name__ in ("KilledWorker", "CommClosedError", "CancelledError"):
+            raise WorkerLost(f"a Dask worker was lost ({type(err).__name__}: {err})") from None
+        raise
+
+
+def _slot_state(state, slots):
+    from .inner import AdamState
+    return AdamState(state.m[slots], state.v[slots], state.t)
+
+
+def _join_states(states):
+    from .inner import AdamState
+    return AdamState(np.concatenate([s.m for s in states]), np.concatenate([s.v for s in states]), states[0].t)
+
+
+# -- what runs in a worker
+
+def _ignore_ctrl_c():
+    """Ctrl-C reaches every process of the terminal; only the driver answers it (it finishes
+    the iteration and writes the checkpoint), so the workers must not die of it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ready():
+    return os.getpid()
+
+
+def _pool(handle, images):
+    """This worker's copy of a pool: memory-mapped from the driver's file, or Dask's array."""
+    from .tasks.fewshot import ClassPool
+    key, path, rotations = handle
+    if key not in _POOLS:
+        data = np.load(path, mmap_mode="r") if path is not None else images
+        _POOLS[key] = ClassPool(data, rotations=rotations > 1)
+    return _POOLS[key]
+
+
+def _train_slots(handle, images, sampler, plan, net, theta, loss, lr, method, inner, state):
+    """direction (t, P), losses (t, k) and the inner Adam state of t task slots."""
+    from .meta import meta_direction
+    sampler.pool = _pool(handle, images)
+    batches = sampler.gather(plan)
+    thetas = np.broadcast_to(theta, (len(plan["classes"]),) + theta.shape)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # the driver checks finiteness
+        return meta_direction(net, thetas, batches, lr, loss, method, inner, state)
+
+
+def _score(handle, images, net, thetas, plan, adapt):
+    from .tasks.fewshot import score_tasks
+    return score_tasks(net, thetas, _pool(handle, images), plan, **adapt)
+
+
+@contextmanager
+def _environment(values):
+    """Set environment variables for the block (the spawned workers inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
