@@ -116,6 +116,39 @@ def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
         (out.path / name).unlink()
 
 
+def _workers(args, tasks=None):
+    """The executor that --workers / --scheduler ask for (None: this process). The default is a
+    worker per core, but no more than the ``tasks`` that run at once."""
+    import os
+
+    from .workers import Workers
+    workers, scheduler = args.workers, args.scheduler
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, tasks or os.cpu_count() or 1))
+    if scheduler:
+        try:
+            return Workers.dask(scheduler)
+        except (OSError, TimeoutError, RuntimeError) as err:
+            raise UsageError(f"--scheduler {scheduler}: {err}") from None
+    return Workers.local(workers) if workers > 1 else None
+
+
+class _NoWorkers:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _check_scale(args):
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be an integer of at least 1, got {workers}")
+    if scheduler and workers is not None:
+        raise UsageError("--workers and --scheduler exclude each other (a cluster has its own workers)")
+
+
 def _table(rows, header):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))
@@ -160,9 +193,11 @@ def cmd_omniglot(args):
     _prepare_run(out, config, classes, args.resume, args.overwrite)
     print(split)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
-    result, final = experiment.run(omniglot_net(config.ways), config, train_pool, test_pool, out, split,
-                                   resume=args.resume, progress=not args.quiet,
-                                   record={"command": "omniglot", "data": str(args.data), "classes": classes})
+    with _workers(args, config.meta_batch) or _NoWorkers() as workers:
+        result, final = experiment.run(omniglot_net(config.ways), config, train_pool, test_pool, out, split,
+                                       resume=args.resume, progress=not args.quiet, workers=workers,
+                                       record={"command": "omniglot", "data": str(args.data),
+                                               "classes": classes})
     print(_trained(result, config.iterations))
     _print_final(final, config.eval_tasks)
 
@@ -196,8 +231,10 @@ def cmd_omniglot_eval(args):
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
     args.folder = RunFolder(Path(args.json).parent) if args.json else None
-    final = experiment.final_evaluation(omniglot_net(ways), theta, test_pool, state, config.evaluation(),
-                                        config.eval_tasks, config.seed + 2, progress=not args.quiet)
+    with _workers(args) or _NoWorkers() as workers:
+        final = experiment.final_evaluation(omniglot_net(ways), theta, test_pool, state, config.evaluation(),
+                                            config.eval_tasks, config.seed + 2, progress=not args.quiet,
+                                            workers=workers)
     _print_final(final, config.eval_tasks)
     if args.json:
         write_json(args.folder.file(Path(args.json).name), {
@@ -263,7 +300,9 @@ def cmd_gradient_combos(args):
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
     print(f"{described}; preset {config.preset}: {config.settings()}")
-    curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet)
+    with _workers(args) or _NoWorkers() as workers:
+        curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
+                                  workers=workers)
     rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}%", f"{100 * curves.transductive[-1, r]:.1f}%"]
             for r, n in enumerate(curves.names)]
     print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min); "
@@ -280,7 +319,8 @@ def cmd_joint(args):
     pools = _omniglot_pools(args)
     if pools:
         print(pools[2])
-    sine_part, omni_part = joint.run(out, pools and pools[:2], args.smoke, not args.quiet)
+    with _workers(args) or _NoWorkers() as workers:
+        sine_part, omni_part = joint.run(out, pools and pools[:2], args.smoke, not args.quiet, workers)
     print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
     for k, (_, mse) in sine_part["curves"].items():
         z = sine_part["zero_shot"][k]
@@ -344,6 +384,12 @@ def build_parser():
     run.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint "
                      "(the training arguments must be the same)")
     run.add_argument("--overwrite", action="store_true", help="replace the run in OUT, if there is one")
+    scale = Parser(add_help=False)
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes for the tasks; 1 runs everything in this process (default: one "
+                            "per core, at most one per task of a meta-batch)")
+    scale.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, "
+                       "e.g. tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
 
     def command(name, help_text, handler, parents=(), out=True):
         p = commands.add_parser(name, help=help_text, description=help_text, parents=[common, *parents],
@@ -357,11 +403,13 @@ def build_parser():
     p = command("sine", "the paper's sine-wave regression demo, with joint training beside it", cmd_sine, [run])
     _add_config(p, sine.SineConfig)
 
-    p = command("omniglot", "N-way K-shot Omniglot, the paper's hyperparameters by default", cmd_omniglot, [run])
+    p = command("omniglot", "N-way K-shot Omniglot, the paper's hyperparameters by default", cmd_omniglot,
+                [run, scale])
     p.add_argument("--data", required=True, help=data_help)
     _add_config(p, omniglot.OmniglotConfig)
 
-    p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval, out=False)
+    p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval, [scale],
+                out=False)
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME",
@@ -378,7 +426,7 @@ def build_parser():
     p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
 
     p = command("gradient-combos", "the ten inner-gradient combinations g1..g4 on Omniglot (notebook 03)",
-                cmd_gradient_combos)
+                cmd_gradient_combos, [scale])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
     _add_config(p, combinations.CombinationsConfig)
@@ -386,7 +434,7 @@ def build_parser():
     for name, help_text, handler in [
             ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
             ("figures", "regenerate every figure at full budget (about an hour)", cmd_figures)]:
-        p = command(name, help_text, handler)
+        p = command(name, help_text, handler, [scale] if name == "joint" else [])
         p.add_argument("--data", help=data_help + "; the Omniglot parts are skipped without it")
         p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
         p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
@@ -402,13 +450,14 @@ def _error(err):
     """One line for an error the user can cause."""
     from .tasks.omniglot import DataMissing
     from .train import CheckpointError, Diverged
+    from .workers import WorkerLost
     if isinstance(err, ConfigError):
         return f"{_flag(err.name)} must be {err.expected}, got {_show(err.got)}", 2
     if isinstance(err, (UsageError, CheckpointError, ValueError)):
         return str(err), 2
     if isinstance(err, Diverged):
         return str(err), 1
-    if isinstance(err, DataMissing):
+    if isinstance(err, (DataMissing, WorkerLost)):
         return str(err), 1
     if isinstance(err, OSError):
         where = f" ({err.filename})" if err.filename and str(err.filename) not in str(err) else ""
@@ -421,6 +470,7 @@ def main(argv=None):
     args = None
     try:
         args = build_parser().parse_args(argv)
+        _check_scale(args)
         args.run(args)
     except KeyboardInterrupt as err:
         print(f"\n{_interrupted(args, err)}", file=sys.stderr)

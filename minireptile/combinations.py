@@ -45,22 +45,30 @@ class Curves:
     theta: np.ndarray = None       # (runs, P) at the end
 
 
-def shared_minibatches(pool, rng, runs, ways=5, shots_per_batch=5, k=4):
-    """One task, k non-overlapping minibatches of shots_per_batch images per class, each
-    repeated for every run: [(x (runs, ways * shots_per_batch, ...), labels)] * k."""
+def shared_minibatches(pool, rng, ways=5, shots_per_batch=5, k=4):
+    """One task, k non-overlapping minibatches of shots_per_batch images per class:
+    [(x (1, ways * shots_per_batch, ...), labels (1, ways * shots_per_batch))] * k."""
     x, labels = pool.sample(rng, 1, ways, shots_per_batch * k)                # (1, N, 5k, ...)
     cut = lambda a, i: a[:, :, i * shots_per_batch:(i + 1) * shots_per_batch]
-    batches = [flatten_task(cut(x, i), cut(labels, i)) for i in range(k)]
-    return [(np.repeat(xb, runs, axis=0), np.repeat(yb, runs, axis=0)) for xb, yb in batches]
+    return [flatten_task(cut(x, i), cut(labels, i)) for i in range(k)]
+
+
+def inner_gradients(theta, net, batches, lr):
+    """g_1..g_k (k, R, P) of R runs' plain SGD inner loops, theta (R, P), on the same task's
+    minibatches [(x (1, B, ...), labels (1, B))] * k."""
+    R = len(theta)
+    repeated = [(np.repeat(xb, R, axis=0), np.repeat(yb, R, axis=0)) for xb, yb in batches]
+    return np.stack(run_sgd(net, theta, repeated, lr, softmax_cross_entropy)[1])
 
 
 def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_tasks=50, seed=0,
-          runs=RUNS, progress=True):
+          runs=RUNS, progress=True, workers=None):
     """Train every run of ``runs`` together; returns the held-out learning curves.
 
     Each iteration: one shared task, k = 4 SGD steps for all runs at once (theta (R, P)),
     then theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
     Held-out accuracy: 5-shot 5-way, 5 SGD steps of lr on the 25 support images.
+    ``workers`` (``workers.Workers``) splits the runs, and the test tasks, among processes.
     """
     rng = np.random.default_rng(seed)
     weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
@@ -68,14 +76,15 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P)
     scores = lambda th: evaluate(net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks,
                                  ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
-                                 progress=progress, desc="evaluating")
+                                 progress=progress, desc="evaluating", workers=workers)
     first = scores(theta[0])
     points, accuracy, transductive = [], [], []
     began = time.perf_counter()
     for it in tqdm(range(iterations), desc="gradient combinations", disable=not progress, mininterval=0.5):
-        batches = shared_minibatches(pool, rng, len(runs), k=weights.shape[1])
-        _, grads, _ = run_sgd(net, theta, batches, lr, softmax_cross_entropy)   # k x (R, P)
-        direction = np.einsum("rk,krp->rp", weights, np.stack(grads)).astype(theta.dtype)
+        batches = shared_minibatches(pool, rng, k=weights.shape[1])
+        grads = (inner_gradients(theta, net, batches, lr) if workers is None                # (k, R, P)
+                 else workers.map_rows(inner_gradients, theta, net, batches, lr, axis=1))
+        direction = np.einsum("rk,krp->rp", weights, grads).astype(theta.dtype)
         eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)
         theta = theta - (lr * eps)[:, None] * direction
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
@@ -137,7 +146,7 @@ class CombinationsConfig:
         return PRESETS[self.preset] | {k: v for k, v in changes.items() if v is not None}
 
 
-def run(config, train_pool, test_pool, out, split="", progress=True):
+def run(config, train_pool, test_pool, out, split="", progress=True, workers=None):
     """The study into the folder ``out``: gradient_combinations.png and .json. Returns the curves."""
     from . import plots
     from .models import omniglot_net
@@ -145,7 +154,7 @@ def run(config, train_pool, test_pool, out, split="", progress=True):
     out = as_folder(out)
     settings = config.settings()
     curves = train(omniglot_net(5), train_pool, test_pool, eval_tasks=config.eval_tasks, seed=config.seed,
-                   progress=progress, **settings)
+                   progress=progress, workers=workers, **settings)
     plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r]) for r, name in enumerate(curves.names)},
                           out.file("gradient_combinations.png"),
                           ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks)",

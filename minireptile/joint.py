@@ -41,7 +41,7 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
 
 
 def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eval_every=None,
-                   eval_tasks=50, seed=0, progress=False, **net_args):
+                   eval_tasks=50, seed=0, progress=False, workers=None, **net_args):
     """Held-out 5-way 1-shot accuracy during training for each number of inner Adam steps k,
     and the zero-shot accuracy (before fine-tuning) of the final theta."""
     eval_every = eval_every or max(iterations // 5, 1)
@@ -49,7 +49,7 @@ def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eva
     curves, zero_shot = {}, {}
     scores = lambda th: {"accuracy": fewshot.evaluate(
         net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks, ways=5, shots=1,
-        inner_iters=50, progress=progress, desc="evaluating")["non-transductive"][0]}
+        inner_iters=50, progress=progress, desc="evaluating", workers=workers)["non-transductive"][0]}
     for k in ks:
         sample = fewshot.training_sampler(train_pool, ways=5, shots=10, batch_size=10, inner_iters=k,
                                           meta_batch=5)
@@ -57,7 +57,7 @@ def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eva
                              eval_every=eval_every)
         result = meta_train(net, net.init(np.random.default_rng(seed), dtype=np.float32), sample,
                             softmax_cross_entropy, config, evaluate=scores, progress=progress,
-                            desc=f"omniglot k={k}")
+                            desc=f"omniglot k={k}", workers=workers)
         curves[k] = ([i for i, _ in result.evals], [e["accuracy"] for _, e in result.evals])
         zero_shot[k] = zero_shot_accuracy(net, result.theta, test_pool, np.random.default_rng(seed + 1),
                                           eval_tasks)
@@ -74,7 +74,7 @@ def zero_shot_accuracy(net, theta, pool, rng, tasks=50, ways=5):
     return float((logits.argmax(axis=-1) == labels[:, :, 0]).mean())
 
 
-def run(out, pools=None, smoke=False, progress=True):
+def run(out, pools=None, smoke=False, progress=True, workers=None):
     """Notebook 04's comparison at full (or smoke) budget: joint_vs_reptile.png and .json in
     the folder ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot."""
     from . import plots
@@ -84,7 +84,7 @@ def run(out, pools=None, smoke=False, progress=True):
     omni_part = None
     if pools is not None:
         omni_part = omniglot_study(*pools, iterations=20 if smoke else 1500, eval_tasks=10 if smoke else 50,
-                                   progress=progress)
+                                   progress=progress, workers=workers)
     plots.joint_vs_reptile(sine_part, omni_part, out.file("joint_vs_reptile.png"))
     write_json(out.file("joint_vs_reptile.json"), {"sine": jsonable(sine_part), "omniglot": jsonable(omni_part)})
     return sine_part, omni_part

@@ -42,6 +42,7 @@ class Workers:
     def __init__(self, executor, size, client=None, owns_executor=True):
         self.executor, self.size, self.client = executor, size, client
         self._owns, self._shared, self._folder = owns_executor, {}, None
+        self.slot_fn = _train_slots          # what a worker runs for its slots (benchmarks swap it)
 
     @classmethod
     def local(cls, n, threads=None):
@@ -63,7 +64,7 @@ class Workers:
             from distributed import Client
         except ImportError:
             raise RuntimeError('--scheduler needs Dask: pip install "minireptile[distributed]"') from None
-        client = Client(address, timeout="20s")
+        client = Client(address)             # waits distributed.comm.timeouts.connect (30 s) at most
         size = sum(client.nthreads().values())
         if size == 0:
             client.close()
@@ -101,13 +102,20 @@ class Workers:
             part = {name: indices[s] for name, indices in plan.items()}
             slot_state = None if state is None else _slot_state(state, s)
             futures.append(lambda part=part, slot_state=slot_state: self.executor.submit(
-                _train_slots, handle, images, sampler, part, net, theta, loss, config.lr, config.method,
+                self.slot_fn, handle, images, sampler, part, net, theta, loss, config.lr, config.method,
                 config.inner, slot_state))
         results = _results(futures)
         direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
         losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
         return direction, losses, new_state
+
+    def map_rows(self, fn, rows, *args, axis=0):
+        """fn(rows[group], *args) for contiguous groups of the rows of ``rows`` (one group per
+        worker), joined along ``axis`` of the results in row order. ``fn`` must be importable."""
+        submits = [lambda group=group: self.executor.submit(fn, rows[group], *args)
+                   for group in self.slots(len(rows))]
+        return np.concatenate(_results(submits), axis=axis)
 
     def score(self, net, thetas, pool, plans, **adapt):
         """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""

@@ -1,0 +1,131 @@
+"""Task slots on worker processes and on a Dask cluster: the same result as one process, a killed
+worker reported in one line with the checkpoint intact, and resume with another worker count."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minireptile as mr
+from minireptile.tasks import fewshot
+from minireptile.workers import Workers
+from omniglot_tree import layout, write_zip
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("omniglot")
+    write_zip(root / "images_background.zip", layout("images_background", ["A", "B", "C"], 6, 6))
+    return root
+
+
+def test_workers_give_the_same_theta_adam_state_and_scores_as_one_process(data, tmp_path):
+    """With one BLAS thread everywhere, every slot is computed with the same arithmetic however
+    the slots are split (3 + 2 here), and the driver averages them in slot order: so the
+    results must be equal bit for bit, not merely close."""
+    pytest.importorskip("distributed")
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                        "MINIREPTILE_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(HERE / "workers_check.py"), str(data)], env=env,
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report) == 11 and all(report.values()), report
+
+
+def test_the_task_plan_splits_into_slots_without_changing_any_task():
+    rng = np.random.default_rng(0)
+    pool = fewshot.ClassPool(rng.random((10, 6, 8, 8)), rotations=True)
+    sampler = fewshot.training_sampler(pool, 5, 4, 3, 4, 5, tail_shots=1)
+    plan = sampler.plan(np.random.default_rng(1))
+    whole = sampler.gather(plan)
+    parts = [sampler.gather(plan, slots) for slots in (slice(0, 3), slice(3, 5))]
+    for i, (x, y) in enumerate(whole):
+        np.testing.assert_array_equal(x, np.concatenate([p[i][0] for p in parts]))
+        np.testing.assert_array_equal(y, np.concatenate([p[i][1] for p in parts]))
+    again = sampler(np.random.default_rng(1))                    # sample == gather(plan)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(again, whole))
+
+
+def test_slots_are_contiguous_and_cover_the_meta_batch():
+    workers = Workers(executor=None, size=2, owns_executor=False)
+    assert [list(s) for s in workers.slots(5)] == [[0, 1, 2], [3, 4]]
+    assert [list(s) for s in workers.slots(1)] == [[0]]
+
+
+def worker_pids(driver):
+    """The driver's worker processes (spawned children, not the resource tracker)."""
+    pids = []
+    for child in Path(f"/proc/{driver}/task/{driver}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(int(child))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
+def test_a_killed_worker_ends_the_run_in_one_line_and_resume_completes(data, tmp_path):
+    env = os.environ | {"MINIREPTILE_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "minireptile", "omniglot", "--data", str(data), "--test-alphabets", "C",
+            "--out", str(out), "--workers", "2", "--iterations", "100", "--train-shots", "3",
+            "--meta-batch", "2", "--inner-iters", "2", "--checkpoint-every", "5", "--eval-every", "0", "--eval-tasks", "4", "--eval-iters", "2", "--quiet"]
+    process = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victims = worker_pids(process.pid)
+    assert len(victims) == 2
+    os.kill(victims[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    lines = stderr.strip().splitlines()
+    assert process.returncode == 1 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "a worker process died" in lines[0] and "during iteration" in lines[0]
+    assert "is kept: continue with --resume" in lines[0]
+    with np.load(out / "checkpoint.npz") as ckpt:
+        stopped = int(ckpt["iteration"])
+        assert 5 <= stopped < 100 and np.isfinite(ckpt["theta"]).all()
+    resumed = subprocess.run(argv[:argv.index("--workers")] + argv[argv.index("--workers") + 2:] + ["--resume"],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at iteration {stopped}" in resumed.stdout
+    with np.load(out / "checkpoint.npz") as ckpt:
+        assert int(ckpt["iteration"]) == 100
+
+
+def test_workers_and_scheduler_flags_are_checked_before_any_work(data, tmp_path):
+    base = [sys.executable, "-m", "minireptile", "omniglot", "--data", str(data), "--test-alphabets", "C",
+            "--out", str(tmp_path / "run"), "--iterations", "2", "--train-shots", "3"]
+    for extra, message in (
+            (["--workers", "0"], "error: --workers must be an integer of at least 1, got 0"),
+            (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "error: --workers and --scheduler exclude"),
+            (["--scheduler", "tcp://127.0.0.1:9"], "error: --scheduler tcp://127.0.0.1:9: ")):
+        result = subprocess.run(base + extra, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                                env=os.environ | {"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_gradient_combinations_split_their_runs_over_workers():
+    """The ten runs' inner gradients, computed in two groups of runs, equal the one-group result
+    (to float32 rounding: the groups' matmuls may block differently)."""
+    from minireptile import combinations
+    rng = np.random.default_rng(0)
+    pool = fewshot.ClassPool(rng.random((8, 20, 8, 8)))
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    theta = np.stack([net.init(np.random.default_rng(s), dtype=np.float32) for s in range(4)])
+    batches = combinations.shared_minibatches(pool, rng)
+    together = combinations.inner_gradients(theta, net, batches, 0.03)
+    with Workers.local(2) as workers:
+        split = workers.map_rows(combinations.inner_gradients, theta, net, batches, 0.03, axis=1)
+    assert split.shape == together.shape == (4, 4, net.num_params)
+    np.testing.assert_allclose(split, together, rtol=1e-5, atol=1e-6)
