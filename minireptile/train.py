@@ -116,9 +116,21 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
-    ``workers`` (a ``workers.Workers``) runs the task slots of each meta-batch in parallel;
-    ``sample`` must then be a sampler with ``plan`` and ``gather`` (``fewshot.TrainingSampler``).
+    ``workers`` (a ``workers.Workers``, or a number of local worker processes) runs the task
+    slots of each meta-batch in parallel; ``sample`` must then be a sampler with ``plan`` and
+    ``gather`` (``fewshot.TrainingSampler``). 1 or None: this process, on the task axis.
     """
+    if isinstance(workers, (int, np.integer)):
+        if workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers}")
+        if workers == 1:
+            workers = None
+        else:
+            from .workers import Workers
+            with Workers.local(int(workers)) as pool:
+                return meta_train(net, theta, sample, loss, config, checkpoint=checkpoint, resume=resume,
+                                  evaluate=evaluate, experiment=experiment, progress=progress, desc=desc,
+                                  callback=callback, workers=pool)
     iterations = config.iterations
     rng = np.random.default_rng(config.seed)
     outer_opt, inner_state = make_outer(config.outer), None

@@ -162,14 +162,16 @@ def test_resume_with_unchanged_arguments_finishes_and_counts_the_whole_run(train
 
 
 def interrupt(argv, cwd, env, after):
-    """Start the command, wait until ``after()`` holds, send SIGINT (Ctrl-C); (status, stderr)."""
+    """Start the command, wait until ``after()`` holds, then press Ctrl-C: SIGINT to the whole
+    process group, workers included, as a terminal sends it; (status, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "minireptile", *map(str, argv)], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     deadline = time.monotonic() + 120
     while not after() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     return process.returncode, stderr
 
@@ -182,7 +184,7 @@ def stopped_at(stderr):
 def test_ctrl_c_writes_the_checkpoint_and_resume_continues_from_it(tmp_path, env, data):
     out = tmp_path / "out"
     argv = ["omniglot", "--data", data, "--out", out, "--ways", 3, "--train-shots", 3, "--meta-batch", 2,
-            "--iterations", 100000, "--checkpoint-every", 50, "--eval-every", 0, "--quiet"]
+            "--iterations", 100000, "--checkpoint-every", 50, "--eval-every", 0, "--workers", 2, "--quiet"]
     status, stderr = interrupt(argv, tmp_path, env, after=lambda: out.exists())
     first = stopped_at(stderr)
     assert status == 130

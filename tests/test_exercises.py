@@ -1,0 +1,259 @@
+"""The autograder checks: each passes the right answer and rejects deliberately wrong ones (at least
+three per exercise). A check that passes a mutant is a failing test."""
+import numpy as np
+import pytest
+
+from minireptile import exercises
+from minireptile.exercises import ExerciseFailed, im2col
+
+
+# ----------------------------------------------------------------------------- right answers (as in the notebooks)
+
+def linear_backward(x, W, dy):
+    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+
+
+def col2im(dcols, x_shape, k, stride, padding):
+    N, C, H, W = x_shape
+    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    d = dcols.reshape(N, C, k, k, Ho, Wo)
+    dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    for i in range(k):
+        for j in range(k):
+            dx[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += d[:, :, i, j]
+    return dx[:, :, padding:padding + H, padding:padding + W]
+
+
+def _windows(x, k):
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // k, k, W // k, k).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H // k, W // k, k * k)
+
+
+def _unwindows(w, k, shape):
+    N, C, H, W = shape
+    return w.reshape(N, C, H // k, W // k, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(shape)
+
+
+def maxpool_backward(x, dy, k):
+    w = _windows(x, k)
+    mask = w == w.max(axis=-1, keepdims=True)
+    return _unwindows(mask * dy[..., None], k, x.shape)
+
+
+def batchnorm_backward(x, gamma, dy, eps):
+    axes = (0, 2, 3)
+    mean = x.mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    xhat = (x - mean) * inv_std
+    g = gamma[None, :, None, None]
+    dx = g * inv_std * (dy - dy.mean(axis=axes, keepdims=True) - xhat * (dy * xhat).mean(axis=axes, keepdims=True))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def softmax_cross_entropy_backward(logits, labels):
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(labels)), labels] -= 1
+    return p / len(labels)
+
+
+def inner_sgd_loop(net, theta, batches, lr, loss):
+    phi, grads = theta, []
+    for x, y in batches:
+        g = net.loss_and_grad(phi, x, y, loss)[1]
+        grads.append(g)
+        phi = phi - lr * g
+    return phi, np.stack(grads, axis=1)
+
+
+def reptile_step(theta, phi, eps):
+    return theta + eps * (phi.mean(axis=0) - theta)
+
+
+def fomaml_gradient(net, theta, batches, lr, loss):
+    phi = theta
+    for x, y in batches[:-1]:
+        phi = phi - lr * net.loss_and_grad(phi, x, y, loss)[1]
+    return net.loss_and_grad(phi, *batches[-1], loss)[1]
+
+
+def maml_gradient(net, theta, batches, lr, loss):
+    phis = [theta]
+    for x, y in batches[:-1]:
+        phis.append(phis[-1] - lr * net.loss_and_grad(phis[-1], x, y, loss)[1])
+    v = net.loss_and_grad(phis[-1], *batches[-1], loss)[1]
+    for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
+        v = v - lr * net.hvp(phi, x, y, v, loss)
+    return v
+
+
+def avg_grad_inner(net, theta, batch_i, batch_j, loss):
+    g_i, g_j = (net.loss_and_grad(theta, *b, loss)[1] for b in (batch_i, batch_j))
+    return 0.5 * (net.hvp(theta, *batch_i, g_j, loss) + net.hvp(theta, *batch_j, g_i, loss))
+
+
+def combination_weights(name, k):
+    w = np.zeros(k)
+    if name == "joint":
+        w[0] = 1
+    elif name == "fomaml":
+        w[-1] = 1
+    elif name == "reptile":
+        w[:] = 1
+    else:
+        w[:] = 1 / k
+    return w
+
+
+# ----------------------------------------------------------------------------- mutants: wrong in one way each
+
+def _maml_mutant(kind):
+    def maml(net, theta, batches, lr, loss):
+        phis = [theta]
+        for x, y in batches[:-1]:
+            phis.append(phis[-1] - lr * net.loss_and_grad(phis[-1], x, y, loss)[1])
+        v = net.loss_and_grad(phis[-1], *batches[-1], loss)[1]
+        for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
+            if kind == "plus":
+                v = v + lr * net.hvp(phi, x, y, v, loss)
+            elif kind == "at theta":
+                v = v - lr * net.hvp(theta, x, y, v, loss)
+        return v
+    return maml
+
+
+MUTANTS = {
+    "linear_backward": [
+        lambda x, W, dy: (dy @ W.T, dy.T @ x, dy.sum(0)),                             # transposed dW
+        lambda x, W, dy: (dy @ W.T, x.T @ dy, dy[0]),                                 # db from one sample
+        lambda x, W, dy: (dy @ W.T, x.T @ dy / len(x), dy.sum(0)),                    # a stray 1/N
+        lambda x, W, dy: (dy @ W.T * 0.5, x.T @ dy, dy.sum(0)),
+    ],
+    "col2im": [
+        lambda d, s, k, st, p: _col2im_overwrite(d, s, k, st, p),                     # = instead of +=
+        lambda d, s, k, st, p: _col2im_uncropped(d, s, k, st, p),                     # keeps the padding
+        lambda d, s, k, st, p: _col2im_overwrite(d, s, k, st, p, columns=k - 1),      # skips an offset
+    ],
+    "maxpool_backward": [
+        lambda x, dy, k: _unwindows(np.repeat(dy[..., None], k * k, -1) / (k * k), k, x.shape),   # spread evenly
+        lambda x, dy, k: _unwindows((lambda w: (w == w.min(-1, keepdims=True)) * dy[..., None])(_windows(x, k)), k, x.shape),
+        lambda x, dy, k: _unwindows(np.eye(k * k)[0] * dy[..., None], k, x.shape),       # always the first pixel
+    ],
+    "batchnorm_backward": [
+        lambda x, g, dy, eps: (g[None, :, None, None] * dy / np.sqrt(x.var((0, 2, 3), keepdims=True) + eps),
+                               *batchnorm_backward(x, g, dy, eps)[1:]),                 # no mean terms
+        lambda x, g, dy, eps: (_bn_no_xhat(x, g, dy, eps), *batchnorm_backward(x, g, dy, eps)[1:]),
+        lambda x, g, dy, eps: (batchnorm_backward(x, g, dy, eps)[0], dy.sum((0, 2, 3)), dy.sum((0, 2, 3))),
+    ],
+    "softmax_cross_entropy_backward": [
+        lambda z, y: softmax_cross_entropy_backward(z, y) * len(y),                   # no 1/N
+        lambda z, y: -softmax_cross_entropy_backward(z, y),                           # sign
+        lambda z, y: -np.eye(z.shape[1])[y] / len(y),                                 # one-hot only
+    ],
+    "inner_sgd_loop": [
+        lambda net, th, b, lr, loss: _sgd_grads_after_step(net, th, b, lr, loss),
+        lambda net, th, b, lr, loss: (lambda phi, g: (2 * th - phi, g))(*inner_sgd_loop(net, th, b, lr, loss)),
+        lambda net, th, b, lr, loss: (lambda phi, g: (phi, np.broadcast_to(g.mean(0), g.shape)))(
+            *inner_sgd_loop(net, th, b, lr, loss)),                                   # mixes the tasks
+    ],
+    "reptile_step": [
+        lambda th, phi, eps: th - eps * (phi.mean(0) - th),
+        lambda th, phi, eps: th + eps * (phi[0] - th),
+        lambda th, phi, eps: phi.mean(0),
+    ],
+    "fomaml_gradient": [
+        lambda net, th, b, lr, loss: net.loss_and_grad(th, *b[0], loss)[1],           # g_1
+        lambda net, th, b, lr, loss: net.loss_and_grad(th, *b[-1], loss)[1],          # g_k at theta
+        lambda net, th, b, lr, loss: inner_sgd_loop(net, th, b, lr, loss)[1].sum(0),  # Reptile's sum
+    ],
+    "maml_gradient": [
+        fomaml_gradient,                                                             # no Hessian terms
+        _maml_mutant("plus"),
+        _maml_mutant("at theta"),
+    ],
+    "avg_grad_inner": [
+        lambda net, th, bi, bj, loss: net.hvp(th, *bi, net.loss_and_grad(th, *bi, loss)[1], loss),   # H_i g_i
+        lambda net, th, bi, bj, loss: 2 * avg_grad_inner(net, th, bi, bj, loss),      # no 1/2
+        lambda net, th, bi, bj, loss: net.hvp(th, *bi, net.loss_and_grad(th, *bj, loss)[1], loss),   # one term
+    ],
+    "combination_weights": [
+        lambda name, k: combination_weights({"fomaml": "joint", "joint": "fomaml"}.get(name, name), k),
+        lambda name, k: combination_weights("average" if name == "reptile" else name, k),
+        lambda name, k: combination_weights("reptile" if name == "average" else name, k),
+    ],
+}
+
+
+def _col2im_overwrite(dcols, x_shape, k, stride, padding, columns=None):
+    """col2im with '=' for '+=' (or, with ``columns``, '+=' over only that many kernel columns)."""
+    N, C, H, W = x_shape
+    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    d = dcols.reshape(N, C, k, k, Ho, Wo)
+    dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    for i in range(k):
+        for j in range(k if columns is None else columns):
+            window = (slice(None), slice(None), slice(i, i + stride * (Ho - 1) + 1, stride),
+                      slice(j, j + stride * (Wo - 1) + 1, stride))
+            dx[window] = d[:, :, i, j] + (dx[window] if columns is not None else 0)
+    return dx[:, :, padding:padding + H, padding:padding + W]
+
+
+def _col2im_uncropped(dcols, x_shape, k, stride, padding):
+    N, C, H, W = x_shape
+    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    d = dcols.reshape(N, C, k, k, Ho, Wo)
+    dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    for i in range(k):
+        for j in range(k):
+            dx[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += d[:, :, i, j]
+    return dx[:, :, :H, :W]                                   # crops the wrong side of the padding
+
+
+def _bn_no_xhat(x, gamma, dy, eps):
+    axes = (0, 2, 3)
+    inv_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return gamma[None, :, None, None] * inv_std * (dy - dy.mean(axis=axes, keepdims=True))
+
+
+def _sgd_grads_after_step(net, theta, batches, lr, loss):
+    phi, grads = theta, []
+    for x, y in batches:
+        phi = phi - lr * net.loss_and_grad(phi, x, y, loss)[1]
+        grads.append(net.loss_and_grad(phi, x, y, loss)[1])          # recorded after the step
+    return phi, np.stack(grads, axis=1)
+
+
+RIGHT = {name: globals()[name] for _, name, _, _ in exercises.EXERCISES}
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT))
+def test_the_right_answer_passes(name, capsys):
+    getattr(exercises, f"check_{name}")(RIGHT[name])
+    assert f"{name}: passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,index", [(n, i) for n in sorted(MUTANTS) for i in range(len(MUTANTS[n]))])
+def test_every_mutant_is_rejected_with_words(name, index):
+    with pytest.raises(ExerciseFailed, match=rf"^{name} is wrong: .*(shape|rel_error|raised)"):
+        getattr(exercises, f"check_{name}")(MUTANTS[name][index])
+
+
+def test_every_exercise_has_a_check_a_right_answer_and_three_mutants():
+    for _, name, points, _ in exercises.EXERCISES:
+        assert callable(getattr(exercises, f"check_{name}")) and points > 0
+        assert len(MUTANTS[name]) >= 3, name
+
+
+def test_a_stub_stops_the_check_with_not_implemented_error():
+    def stub(*args):
+        raise NotImplementedError("write the backward pass of Linear")
+    with pytest.raises(NotImplementedError, match="backward pass of Linear"):
+        exercises.check_linear_backward(stub)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 4))
+    cols = im2col(x, 3, 2, 1)
+    d = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(np.sum(cols * d), np.sum(x * col2im(d, x.shape, 3, 2, 1)))
