@@ -1,4 +1,5 @@
 """``python -m minireptile``: see ``cli.py``."""
+import os
 import sys
 
 try:
@@ -8,4 +9,8 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: not
     sys.exit(130)
 
 if __name__ == "__main__":          # worker processes import this module too (spawn): no second run
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:         # the output went into a program that stopped reading (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -354,6 +354,23 @@ def cmd_figures(args):
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
 
 
+# ----------------------------------------------------------------------------- course
+
+def cmd_exercises(args):
+    from . import course
+    source = Path(args.notebooks)
+    if not source.is_dir() or not list(source.glob("*.ipynb")):
+        raise UsageError(f"--notebooks {source}: no notebooks there (they come with the source checkout "
+                         "of minireptile)")
+    out = _out(args)
+    _check_out(out)
+    if out.path.resolve() == source.resolve():
+        raise UsageError(f"--out {out.path} is the instructor notebooks' folder: the student versions "
+                         "would replace them")
+    count = course.write_student_notebooks(source, out)
+    print(f"{count} exercises, {sum(p for *_, p, _ in course.EXERCISES)} points; the index is EXERCISES.md")
+
+
 # ----------------------------------------------------------------------------- demo
 
 def cmd_demo(args):
@@ -438,6 +455,12 @@ def build_parser():
         p.add_argument("--data", help=data_help + "; the Omniglot parts are skipped without it")
         p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
         p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
+
+    p = command("exercises", "write the student notebooks: solutions replaced by stubs, hidden tests removed",
+                cmd_exercises)
+    from .course import notebooks_folder
+    p.add_argument("--notebooks", default=str(notebooks_folder()),
+                   help="the instructor notebooks (default: %(default)s)")
 
     p = command("demo", "the interactive 1-shot classification demo in a browser", cmd_demo, out=False)
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "

@@ -4,32 +4,19 @@ and on failure says in words what is wrong for the smallest failing case it foun
 
     check_linear_backward(linear_backward)      # prints "passed", or raises ExerciseFailed
 
-The exercises, their notebooks and points are in EXERCISES; ``python -m minireptile exercises`` writes
-the student notebooks.
+The exercises, their notebooks and points are in ``course.EXERCISES``; ``python -m minireptile
+exercises`` writes the student notebooks. The checks need hypothesis (``pip install "minireptile[notebooks]"``).
 """
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from . import layers, losses
+from .course import EXERCISES  # noqa: F401  (the list of exercises, with their notebooks and points)
 from .gradcheck import rel_error
 from .meta import combination_weights, meta_gradient
 from .models import sine_mlp
 
-#: (notebook, function the student writes, points, what it teaches)
-EXERCISES = [
-    ("00", "linear_backward", 2, "the gradients of y = xW + b"),
-    ("00", "col2im", 3, "Conv2d's backward: give each window's gradient back to its pixels, adding overlaps"),
-    ("00", "maxpool_backward", 2, "the gradient of a maximum goes to the winner"),
-    ("00", "batchnorm_backward", 3, "three paths from each input: through x-hat, the mean and the variance"),
-    ("00", "softmax_cross_entropy_backward", 1, "softmax minus one-hot, over N"),
-    ("01", "inner_sgd_loop", 2, "k SGD steps for T tasks at once on the task axis, recording g_i"),
-    ("01", "reptile_step", 1, "theta moves towards the mean of the adapted weights"),
-    ("01", "fomaml_gradient", 1, "first-order MAML: the last inner gradient, at the adapted weights"),
-    ("01", "maml_gradient", 3, "exact MAML: g_k carried back through (I - lr H_i) by Hessian-vector products"),
-    ("02", "avg_grad_inner", 2, "AvgGradInner = 1/2 (H_i g_j + H_j g_i) = 1/2 grad (g_i . g_j)"),
-    ("03", "combination_weights", 1, "joint training, FOMAML, Reptile and their averages as weights on g_1..g_k"),
-]
 TOLERANCE = 1e-7
 
 

@@ -1,0 +1,128 @@
+"""The course kit: student notebooks generated from the instructor notebooks.
+
+The repository's notebooks are the complete instructor versions. Their exercises follow nbgrader's
+conventions, so instructors who use nbgrader can take them as they are:
+
+    ### BEGIN SOLUTION              the lines a student writes (replaced by a stub)
+    ### END SOLUTION
+    ### BEGIN HIDDEN TESTS          checks the student does not see (removed)
+    ### END HIDDEN TESTS
+
+``write_student_notebooks`` replaces each solution region by ``raise NotImplementedError(hint)``,
+where the hint is the docstring above the region (what to compute, the shapes), on one line,
+removes hidden tests and outputs, and writes an index of the exercises with their points.
+"""
+import json
+import re
+from pathlib import Path
+
+#: (notebook, function the student writes, points, what it teaches); exercises.py has a check for each.
+EXERCISES = [
+    ("00", "linear_backward", 2, "the gradients of y = xW + b"),
+    ("00", "col2im", 3, "Conv2d's backward: give each window's gradient back to its pixels, adding overlaps"),
+    ("00", "maxpool_backward", 2, "the gradient of a maximum goes to the winner"),
+    ("00", "batchnorm_backward", 3, "three paths from each input: through x-hat, the mean and the variance"),
+    ("00", "softmax_cross_entropy_backward", 1, "softmax minus one-hot, over N"),
+    ("01", "inner_sgd_loop", 2, "k SGD steps for T tasks at once on the task axis, recording g_i"),
+    ("01", "reptile_step", 1, "theta moves towards the mean of the adapted weights"),
+    ("01", "fomaml_gradient", 1, "first-order MAML: the last inner gradient, at the adapted weights"),
+    ("01", "maml_gradient", 3, "exact MAML: g_k carried back through (I - lr H_i) by Hessian-vector products"),
+    ("02", "avg_grad_inner", 2, "AvgGradInner = 1/2 (H_i g_j + H_j g_i) = 1/2 grad (g_i . g_j)"),
+    ("03", "combination_weights", 1, "joint training, FOMAML, Reptile and their averages as weights on g_1..g_k"),
+]
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+_DOCSTRING = re.compile(r'"""(.*?)"""', re.DOTALL)
+
+
+def notebooks_folder():
+    """The instructor notebooks of a source checkout (beside the package)."""
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def solution_regions(source):
+    """[(first line, last line)] of the solution regions in a cell's lines (markers included)."""
+    regions, start = [], None
+    for i, line in enumerate(source):
+        if line.strip() == BEGIN:
+            start = i
+        elif line.strip() == END and start is not None:
+            regions.append((start, i))
+            start = None
+    if start is not None:
+        raise ValueError(f"a '{BEGIN}' without its '{END}'")
+    return regions
+
+
+def student_cell(lines):
+    """A code cell's lines with each solution region replaced by a stub and hidden tests removed."""
+    out, hidden = [], False
+    regions = dict(solution_regions(lines))
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == BEGIN_HIDDEN:
+            hidden = True
+        elif line.strip() == END_HIDDEN:
+            hidden = False
+        elif hidden:
+            pass
+        elif i in regions:
+            indent = line[:len(line) - len(line.lstrip())]
+            found = _DOCSTRING.findall("".join(lines[:i]))
+            hint = " ".join(found[-1].split()) if found else "write this part"
+            out.append(f"{indent}raise NotImplementedError({json.dumps(hint)})\n")
+            i = regions[i]
+        else:
+            out.append(line)
+        i += 1
+    if out:
+        out[-1] = out[-1].rstrip("\n")               # a cell's last line has no newline
+    return out
+
+
+def student_notebook(notebook):
+    """The student version of a notebook (a dict as in the .ipynb file): stubs, no hidden tests,
+    no outputs. Returns (notebook, number of exercises)."""
+    cells, count = [], 0
+    for cell in notebook["cells"]:
+        cell = dict(cell)
+        if cell["cell_type"] == "code":
+            lines = _lines(cell["source"])
+            count += len(solution_regions(lines))
+            cell.update(source=student_cell(lines), outputs=[], execution_count=None)
+        cells.append(cell)
+    return notebook | {"cells": cells}, count
+
+
+def write_student_notebooks(source, out):
+    """Student versions of every notebook in ``source`` and EXERCISES.md into ``out`` (a RunFolder
+    or path); returns the number of exercises written."""
+    from .outputs import as_folder
+    from ._atomic import atomic_write
+    out = as_folder(out)
+    total = 0
+    for path in sorted(Path(source).glob("*.ipynb")):
+        notebook, count = student_notebook(json.loads(path.read_text()))
+        total += count
+        with atomic_write(out.file(path.name), "w") as f:
+            json.dump(notebook, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+    with atomic_write(out.file("EXERCISES.md"), "w") as f:
+        f.write(index())
+    return total
+
+
+def index():
+    """The exercises with their notebooks and points, as Markdown."""
+    rows = [f"| {nb} | `{name}` | {points} | {what} |" for nb, name, points, what in EXERCISES]
+    return "\n".join([
+        "# minireptile exercises", "",
+        "Open each notebook, write the functions whose body raises NotImplementedError, and run the",
+        "check below each one: it tests your function on random shapes and values and says what is wrong.",
+        "", "| notebook | exercise | points | what it teaches |", "|---|---|---:|---|", *rows, "",
+        f"Total: {sum(p for *_, p, _ in EXERCISES)} points.", ""])
+
+
+def _lines(source):
+    return source.splitlines(keepends=True) if isinstance(source, str) else list(source)
