@@ -13,15 +13,24 @@ def linear_backward(x, W, dy):
     return dy @ W.T, x.T @ dy, dy.sum(axis=0)
 
 
-def col2im(dcols, x_shape, k, stride, padding):
+def _scatter(dcols, x_shape, k, stride, padding, add=True, columns=None):
+    """Each window's gradient back to the padded input: (N, C, H + 2p, W + 2p); the mutants below
+    overwrite instead of adding, or skip kernel columns."""
     N, C, H, W = x_shape
     Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
     d = dcols.reshape(N, C, k, k, Ho, Wo)
     dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
     for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += d[:, :, i, j]
-    return dx[:, :, padding:padding + H, padding:padding + W]
+        for j in range(k if columns is None else columns):
+            window = (slice(None), slice(None), slice(i, i + stride * (Ho - 1) + 1, stride),
+                      slice(j, j + stride * (Wo - 1) + 1, stride))
+            dx[window] = d[:, :, i, j] + (dx[window] if add else 0)
+    return dx
+
+
+def col2im(dcols, x_shape, k, stride, padding):
+    H, W = x_shape[2:]
+    return _scatter(dcols, x_shape, k, stride, padding)[:, :, padding:padding + H, padding:padding + W]
 
 
 def _windows(x, k):
@@ -77,14 +86,21 @@ def fomaml_gradient(net, theta, batches, lr, loss):
     return net.loss_and_grad(phi, *batches[-1], loss)[1]
 
 
-def maml_gradient(net, theta, batches, lr, loss):
-    phis = [theta]
-    for x, y in batches[:-1]:
-        phis.append(phis[-1] - lr * net.loss_and_grad(phis[-1], x, y, loss)[1])
-    v = net.loss_and_grad(phis[-1], *batches[-1], loss)[1]
-    for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
-        v = v - lr * net.hvp(phi, x, y, v, loss)
-    return v
+def _maml(kind="exact"):
+    """Exact MAML by k - 1 Hessian-vector products; the mutants flip the sign or take H at theta."""
+    def maml(net, theta, batches, lr, loss):
+        phis = [theta]
+        for x, y in batches[:-1]:
+            phis.append(phis[-1] - lr * net.loss_and_grad(phis[-1], x, y, loss)[1])
+        v = net.loss_and_grad(phis[-1], *batches[-1], loss)[1]
+        for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
+            sign = 1 if kind == "plus" else -1
+            v = v + sign * lr * net.hvp(theta if kind == "at theta" else phi, x, y, v, loss)
+        return v
+    return maml
+
+
+maml_gradient = _maml()
 
 
 def avg_grad_inner(net, theta, batch_i, batch_j, loss):
@@ -107,21 +123,6 @@ def combination_weights(name, k):
 
 # ----------------------------------------------------------------------------- mutants: wrong in one way each
 
-def _maml_mutant(kind):
-    def maml(net, theta, batches, lr, loss):
-        phis = [theta]
-        for x, y in batches[:-1]:
-            phis.append(phis[-1] - lr * net.loss_and_grad(phis[-1], x, y, loss)[1])
-        v = net.loss_and_grad(phis[-1], *batches[-1], loss)[1]
-        for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
-            if kind == "plus":
-                v = v + lr * net.hvp(phi, x, y, v, loss)
-            elif kind == "at theta":
-                v = v - lr * net.hvp(theta, x, y, v, loss)
-        return v
-    return maml
-
-
 MUTANTS = {
     "linear_backward": [
         lambda x, W, dy: (dy @ W.T, dy.T @ x, dy.sum(0)),                             # transposed dW
@@ -130,9 +131,9 @@ MUTANTS = {
         lambda x, W, dy: (dy @ W.T * 0.5, x.T @ dy, dy.sum(0)),
     ],
     "col2im": [
-        lambda d, s, k, st, p: _col2im_overwrite(d, s, k, st, p),                     # = instead of +=
-        lambda d, s, k, st, p: _col2im_uncropped(d, s, k, st, p),                     # keeps the padding
-        lambda d, s, k, st, p: _col2im_overwrite(d, s, k, st, p, columns=k - 1),      # skips an offset
+        lambda d, s, k, st, p: _scatter(d, s, k, st, p, add=False)[:, :, p:p + s[2], p:p + s[3]],   # = for +=
+        lambda d, s, k, st, p: _scatter(d, s, k, st, p)[:, :, :s[2], :s[3]],           # crops the wrong side
+        lambda d, s, k, st, p: _scatter(d, s, k, st, p, columns=k - 1)[:, :, p:p + s[2], p:p + s[3]],  # skips
     ],
     "maxpool_backward": [
         lambda x, dy, k: _unwindows(np.repeat(dy[..., None], k * k, -1) / (k * k), k, x.shape),   # spread evenly
@@ -168,8 +169,8 @@ MUTANTS = {
     ],
     "maml_gradient": [
         fomaml_gradient,                                                             # no Hessian terms
-        _maml_mutant("plus"),
-        _maml_mutant("at theta"),
+        _maml("plus"),
+        _maml("at theta"),
     ],
     "avg_grad_inner": [
         lambda net, th, bi, bj, loss: net.hvp(th, *bi, net.loss_and_grad(th, *bi, loss)[1], loss),   # H_i g_i
@@ -182,31 +183,6 @@ MUTANTS = {
         lambda name, k: combination_weights("reptile" if name == "average" else name, k),
     ],
 }
-
-
-def _col2im_overwrite(dcols, x_shape, k, stride, padding, columns=None):
-    """col2im with '=' for '+=' (or, with ``columns``, '+=' over only that many kernel columns)."""
-    N, C, H, W = x_shape
-    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
-    d = dcols.reshape(N, C, k, k, Ho, Wo)
-    dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
-    for i in range(k):
-        for j in range(k if columns is None else columns):
-            window = (slice(None), slice(None), slice(i, i + stride * (Ho - 1) + 1, stride),
-                      slice(j, j + stride * (Wo - 1) + 1, stride))
-            dx[window] = d[:, :, i, j] + (dx[window] if columns is not None else 0)
-    return dx[:, :, padding:padding + H, padding:padding + W]
-
-
-def _col2im_uncropped(dcols, x_shape, k, stride, padding):
-    N, C, H, W = x_shape
-    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
-    d = dcols.reshape(N, C, k, k, Ho, Wo)
-    dx = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
-    for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += d[:, :, i, j]
-    return dx[:, :, :H, :W]                                   # crops the wrong side of the padding
 
 
 def _bn_no_xhat(x, gamma, dy, eps):
