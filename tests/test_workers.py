@@ -93,8 +93,9 @@ def test_a_killed_worker_ends_the_run_in_one_line_and_resume_completes(data, tmp
     with np.load(out / "checkpoint.npz") as ckpt:
         stopped = int(ckpt["iteration"])
         assert 5 <= stopped < 100 and np.isfinite(ckpt["theta"]).all()
-    resumed = subprocess.run(argv[:argv.index("--workers")] + argv[argv.index("--workers") + 2:] + ["--resume"],
-                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    one = argv[:argv.index("--workers") + 1] + ["1"] + argv[argv.index("--workers") + 2:]   # another count
+    resumed = subprocess.run(one + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed at iteration {stopped}" in resumed.stdout
     with np.load(out / "checkpoint.npz") as ckpt:
