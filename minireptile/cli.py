@@ -117,9 +117,10 @@ def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
 
 
 def _workers(args, tasks=None):
-    """The executor that --workers / --scheduler ask for (None: this process). The default is a
-    worker per core, but no more than the ``tasks`` that run at once."""
+    """A context giving the Workers that --workers / --scheduler ask for, or None (this process).
+    The default is a worker per core, but no more than the ``tasks`` that run at once."""
     import os
+    from contextlib import nullcontext
 
     from .workers import Workers
     workers, scheduler = args.workers, args.scheduler
@@ -130,15 +131,7 @@ def _workers(args, tasks=None):
             return Workers.dask(scheduler)
         except (OSError, TimeoutError, RuntimeError) as err:
             raise UsageError(f"--scheduler {scheduler}: {err}") from None
-    return Workers.local(workers) if workers > 1 else None
-
-
-class _NoWorkers:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        pass
+    return Workers.local(workers) if workers > 1 else nullcontext()
 
 
 def _check_scale(args):
@@ -193,7 +186,7 @@ def cmd_omniglot(args):
     _prepare_run(out, config, classes, args.resume, args.overwrite)
     print(split)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
-    with _workers(args, config.meta_batch) or _NoWorkers() as workers:
+    with _workers(args, config.meta_batch) as workers:
         result, final = experiment.run(omniglot_net(config.ways), config, train_pool, test_pool, out, split,
                                        resume=args.resume, progress=not args.quiet, workers=workers,
                                        record={"command": "omniglot", "data": str(args.data),
@@ -231,7 +224,7 @@ def cmd_omniglot_eval(args):
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
     args.folder = RunFolder(Path(args.json).parent) if args.json else None
-    with _workers(args) or _NoWorkers() as workers:
+    with _workers(args) as workers:
         final = experiment.final_evaluation(omniglot_net(ways), theta, test_pool, state, config.evaluation(),
                                             config.eval_tasks, config.seed + 2, progress=not args.quiet,
                                             workers=workers)
@@ -300,7 +293,7 @@ def cmd_gradient_combos(args):
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
     print(f"{described}; preset {config.preset}: {config.settings()}")
-    with _workers(args) or _NoWorkers() as workers:
+    with _workers(args) as workers:
         curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
                                   workers=workers)
     rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}%", f"{100 * curves.transductive[-1, r]:.1f}%"]
@@ -319,7 +312,7 @@ def cmd_joint(args):
     pools = _omniglot_pools(args)
     if pools:
         print(pools[2])
-    with _workers(args) or _NoWorkers() as workers:
+    with _workers(args) as workers:
         sine_part, omni_part = joint.run(out, pools and pools[:2], args.smoke, not args.quiet, workers)
     print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
     for k, (_, mse) in sine_part["curves"].items():
