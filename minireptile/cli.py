@@ -357,9 +357,9 @@ def cmd_exercises(args):
                          "of minireptile)")
     out = _out(args)
     _check_out(out)
-    if out.path.resolve() == source.resolve():
-        raise UsageError(f"--out {out.path} is the instructor notebooks' folder: the student versions "
-                         "would replace them")
+    if course.holds_solutions(out.path):
+        raise UsageError(f"--out {out.path} holds instructor notebooks (with solutions): the student "
+                         "versions would replace them")
     count = course.write_student_notebooks(source, out)
     print(f"{count} exercises, {sum(p for *_, p, _ in course.EXERCISES)} points; the index is EXERCISES.md")
 

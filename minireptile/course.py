@@ -40,6 +40,11 @@ def notebooks_folder():
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def holds_solutions(folder):
+    """Whether ``folder`` holds a notebook with solution regions (an instructor version)."""
+    return any(BEGIN in path.read_text(errors="replace") for path in Path(folder).glob("*.ipynb"))
+
+
 def solution_regions(source):
     """[(first line, last line)] of the solution regions in a cell's lines (markers included)."""
     regions, start = [], None

@@ -97,14 +97,12 @@ class Workers:
         """The mean meta-direction of a plan's T tasks, the mean inner losses (k,) and the new
         inner Adam state (T slots), with the slots spread over the workers."""
         handle, images = self.share(sampler.pool)
-        futures = []
-        for s in self.slots(len(plan["classes"])):
-            part = {name: indices[s] for name, indices in plan.items()}
-            slot_state = None if state is None else _slot_state(state, s)
-            futures.append(lambda part=part, slot_state=slot_state: self.executor.submit(
-                self.slot_fn, handle, images, sampler, part, net, theta, loss, config.lr, config.method,
-                config.inner, slot_state))
-        results = _results(futures)
+        with _worker_faults():
+            futures = [self.executor.submit(
+                self.slot_fn, handle, images, sampler, {name: indices[s] for name, indices in plan.items()},
+                net, theta, loss, config.lr, config.method, config.inner,
+                None if state is None else _slot_state(state, s)) for s in self.slots(len(plan["classes"]))]
+            results = [f.result() for f in futures]
         direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
         losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
@@ -113,17 +111,17 @@ class Workers:
     def map_rows(self, fn, rows, *args, axis=0):
         """fn(rows[group], *args) for contiguous groups of the rows of ``rows`` (one group per
         worker), joined along ``axis`` of the results in row order. ``fn`` must be importable."""
-        submits = [lambda group=group: self.executor.submit(fn, rows[group], *args)
-                   for group in self.slots(len(rows))]
-        return np.concatenate(_results(submits), axis=axis)
+        with _worker_faults():
+            futures = [self.executor.submit(fn, rows[group], *args) for group in self.slots(len(rows))]
+            return np.concatenate([f.result() for f in futures], axis=axis)
 
     def score(self, net, thetas, pool, plans, **adapt):
         """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""
         handle, images = self.share(pool)
-        futures = _results([lambda plan=plan: self.executor.submit(_score, handle, images, net, thetas, plan, adapt)
-                            for plan in plans], wait=False)
-        for future in futures:
-            yield _results([lambda: future])[0]
+        with _worker_faults():
+            futures = [self.executor.submit(_score, handle, images, net, thetas, plan, adapt) for plan in plans]
+            for future in futures:
+                yield future.result()
 
     def close(self):
         if self._owns:
@@ -141,12 +139,11 @@ class Workers:
         self.close()
 
 
-def _results(submits, wait=True):
-    """Submit (each a function returning a future) and, with ``wait``, return the results in
-    order; a lost worker, at submission or while working, becomes one WorkerLost."""
+@contextmanager
+def _worker_faults():
+    """A lost worker, at submission or while working, becomes one WorkerLost."""
     try:
-        futures = [submit() for submit in submits]
-        return [f.result() for f in futures] if wait else futures
+        yield
     except cf.BrokenExecutor as err:
         raise WorkerLost(f"a worker process died ({err})") from None
     except Exception as err:

@@ -78,7 +78,8 @@ def test_the_exercises_command_writes_the_kit_and_refuses_bad_folders(tmp_path):
     assert "11 exercises" in result.stdout and "EXERCISES.md" in result.stdout
     assert "| 00 | `linear_backward` | 2 |" in (tmp_path / "kit" / "EXERCISES.md").read_text()
     for args, message in ((["--notebooks", tmp_path / "nothing"], "--notebooks "),
-                          (["--out", NOTEBOOKS], "is the instructor notebooks' folder")):
+                          (["--out", NOTEBOOKS], "holds instructor notebooks"),
+                          (["--notebooks", tmp_path / "kit", "--out", NOTEBOOKS], "holds instructor notebooks")):
         refused = run(*args)
         lines = refused.stderr.strip().splitlines()
         assert refused.returncode == 2 and len(lines) == 1 and message in lines[0], refused.stderr
