@@ -5,7 +5,7 @@ from .inner import AdamState, inner_adam, inner_sgd
 from .layers import BatchNorm, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Tanh
 from .losses import accuracy, mse, softmax_cross_entropy
 from .meta import meta_gradient
-from .models import omniglot_net, sine_mlp
+from .models import miniimagenet_net, omniglot_net, sine_mlp
 from .net import Sequential
 from .params import ParamSpec
 from .train import TrainConfig, TrainResult, load_theta, meta_train

@@ -37,6 +37,10 @@ class Layer:
     def backward(self, params, cache, dy):
         raise NotImplementedError
 
+    def param_grads(self, params, cache, dy):
+        """Only the parameters' gradients: what the first layer of a net needs (no dx)."""
+        return self.backward(params, cache, dy)[1]
+
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
@@ -157,34 +161,55 @@ class Conv2d(Layer):
         return np.moveaxis(y, -1, -3), (x.shape, cols, Wm)            # (T?, N, O, Ho, Wo)
 
     def backward(self, params, cache, dy):
+        dcols, grads = self._backward(params, cache, dy, need_dx=True)
+        xshape = cache[0]
+        k, s, p, C = self.kernel_size, self.stride, self.padding, self.in_channels
+        (H, Wd), (Ho, Wo) = xshape[-2:], dy.shape[-2:]
+        # col2im: each kernel offset (i, j) adds its share back onto the pixels it read.
+        dxp = np.zeros(dcols.shape[:-6] + (xshape[-4], H + 2 * p, Wd + 2 * p, C), dtype=dcols.dtype)
+        for i in range(k):
+            for j in range(k):
+                dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :] += dcols[..., i, j, :]
+        return np.moveaxis(dxp[..., p:p + H, p:p + Wd, :], -1, -3), grads
+
+    def param_grads(self, params, cache, dy):
+        return self._backward(params, cache, dy, need_dx=False)[1]
+
+    def _backward(self, params, cache, dy, need_dx):
+        """dcols (T?, N, Ho, Wo, k, k, C) (None unless need_dx) and {"W", "b"}."""
         W = params["W"]
         xshape, cols, Wm = cache                                      # cols: (T?, N Ho Wo, k k C)
         tasks = W.shape[:-4]
-        k, s, p, C, O = self.kernel_size, self.stride, self.padding, self.in_channels, self.out_channels
-        N, (H, Wd), (Ho, Wo) = xshape[-4], xshape[-2:], dy.shape[-2:]
+        k, C, O = self.kernel_size, self.in_channels, self.out_channels
+        N, (Ho, Wo) = xshape[-4], dy.shape[-2:]
         dyc = np.moveaxis(dy, -3, -1).reshape(tasks + (-1, O))        # (T?, N Ho Wo, O)
         db = dyc.sum(axis=-2)                                         # (T?, O)
         dWm = (dyc.mT @ cols).reshape(tasks + (O, k, k, C))           # dy^T cols
         dW = np.moveaxis(dWm, -1, -3)                                 # (T?, O, C, k, k)
-        dcols = (dyc @ Wm).reshape(tasks + (N, Ho, Wo, k, k, C))      # dy W
-        # col2im: each kernel offset (i, j) adds its share back onto the pixels it read.
-        dxp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=dcols.dtype)
-        for i in range(k):
-            for j in range(k):
-                dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :] += dcols[..., i, j, :]
-        return np.moveaxis(dxp[..., p:p + H, p:p + Wd, :], -1, -3), {"W": dW, "b": db}
+        dcols = (dyc @ Wm).reshape(tasks + (N, Ho, Wo, k, k, C)) if need_dx else None   # dy W
+        return dcols, {"W": dW, "b": db}
 
 
 class MaxPool2d(Layer):
     """Maximum over k x k windows of the last two axes; the gradient goes to the winner.
 
-    Shapes: x (..., H, W) -> y (..., Ho, Wo), Ho = (H - k) // stride + 1.
+    Shapes: x (..., C, H, W) -> y (..., C, Ho, Wo), Ho = (H - k) // stride + 1.
+
+    It works on a channels-last view, (..., H, W, C): after a Conv2d that is the order in
+    memory, so each window offset reads runs of C contiguous values.
     """
 
     def __init__(self, kernel_size, stride=None):
         stride = kernel_size if stride is None else stride
         _check_positive_int("MaxPool2d", kernel_size=kernel_size, stride=stride)
         self.kernel_size, self.stride = int(kernel_size), int(stride)
+
+    def _offsets(self, Ho, Wo):
+        """(index, rows, columns) of each window offset (i, j): the slices of the H and W axes
+        that every window's element (i, j) lies on."""
+        k, s = self.kernel_size, self.stride
+        return [(i * k + j, slice(i, i + s * (Ho - 1) + 1, s), slice(j, j + s * (Wo - 1) + 1, s))
+                for i in range(k) for j in range(k)]
 
     def forward(self, params, x):
         k, s = self.kernel_size, self.stride
@@ -193,22 +218,26 @@ class MaxPool2d(Layer):
         if min(x.shape[-2:]) < k:
             raise ValueError(f"{self!r}: kernel {k}x{k} is larger than the input "
                              f"{x.shape[-2]}x{x.shape[-1]}")
-        windows = sliding_window_view(x, (k, k), axis=(-2, -1))[..., ::s, ::s, :, :]
-        windows = windows.reshape(windows.shape[:-2] + (k * k,))    # (..., Ho, Wo, k k)
-        winner = windows.real.argmax(axis=-1)[..., None]            # (..., Ho, Wo, 1)
-        y = np.take_along_axis(windows, winner, axis=-1)[..., 0]
-        return y, (x.shape, winner[..., 0])
+        Ho, Wo = (x.shape[-2] - k) // s + 1, (x.shape[-1] - k) // s + 1
+        xl = np.moveaxis(x, -3, -1)                                   # (..., H, W, C)
+        offsets = self._offsets(Ho, Wo)
+        y = xl[..., offsets[0][1], offsets[0][2], :].copy()           # (..., Ho, Wo, C)
+        for _, rows, cols in offsets[1:]:
+            candidate = xl[..., rows, cols, :]
+            y = np.where(candidate.real > y.real, candidate, y) if y.dtype.kind == "c" \
+                else np.maximum(y, candidate, out=y)
+        return np.moveaxis(y, -1, -3), (xl, y)
 
     def backward(self, params, cache, dy):
-        xshape, winner = cache
-        k, s = self.kernel_size, self.stride
-        Ho, Wo = dy.shape[-2:]
-        dx = np.zeros(xshape, dtype=dy.dtype)
-        for i in range(k):
-            for j in range(k):
-                dx[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s] += \
-                    np.where(winner == i * k + j, dy, 0)
-        return dx, {}
+        xl, y = cache                                                 # (..., H, W, C), (..., Ho, Wo, C)
+        dyl = np.moveaxis(dy, -3, -1)                                 # (..., Ho, Wo, C)
+        dx = np.zeros(xl.shape, dtype=dy.dtype)
+        taken = np.zeros(y.shape, dtype=bool)                         # the first maximum wins ties
+        for _, rows, cols in self._offsets(*y.shape[-3:-1]):
+            winner = (xl[..., rows, cols, :].real == y.real) & ~taken
+            taken |= winner
+            dx[..., rows, cols, :] += dyl * winner
+        return np.moveaxis(dx, -1, -3), {}
 
 
 class BatchNorm(Layer):
@@ -248,11 +277,11 @@ class BatchNorm(Layer):
 
     def forward(self, params, x):
         axes, shape = self._axes(params, x)
-        mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
+        xc = x - x.mean(axis=axes, keepdims=True)
         inv_std = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + self.eps)
-        xhat = xc * inv_std                               # zero mean, unit variance per channel
-        y = params["gamma"].reshape(shape) * xhat + params["beta"].reshape(shape)
+        xhat = np.multiply(xc, inv_std, out=xc)           # zero mean, unit variance per channel
+        y = xhat * params["gamma"].reshape(shape)
+        y += params["beta"].reshape(shape)
         return y, (xhat, inv_std, axes, shape)
 
     def backward(self, params, cache, dy):
@@ -262,8 +291,10 @@ class BatchNorm(Layer):
         # dx = gamma / std * (dy - mean(dy) - xhat mean(dy xhat)): d xhat / dx removes
         # the mean and the component along xhat, then divides by std.
         n = xhat.size // dbeta.size
-        dx = (params["gamma"].reshape(shape) * inv_std) * (
-            dy - (dbeta.reshape(shape) + xhat * dgamma.reshape(shape)) / n)
+        dx = xhat * (-dgamma.reshape(shape) / n)
+        dx += dy
+        dx -= dbeta.reshape(shape) / n
+        dx *= params["gamma"].reshape(shape) * inv_std
         return dx, {"gamma": dgamma, "beta": dbeta}
 
 

@@ -75,12 +75,18 @@ class Sequential:
             raise ValueError(f"layer {len(cache)}: {err}") from None
         return x, cache
 
-    def backward(self, theta, cache, dy):
-        """dx and the flat gradient (like theta) from the upstream gradient dy = dL/dy."""
+    def backward(self, theta, cache, dy, input_grad=True):
+        """dx and the flat gradient (like theta) from the upstream gradient dy = dL/dy.
+
+        With ``input_grad=False`` dx is None and the first layer skips computing it.
+        """
         flat = theta.shape[:-1] + (-1,)
         pieces = []                                       # gradients, last parameter first
-        for layer, slots, params, layer_cache in reversed(cache):
-            dy, grads = layer.backward(params, layer_cache, dy)
+        for i, (layer, slots, params, layer_cache) in reversed(list(enumerate(cache))):
+            if i == 0 and not input_grad:
+                dy, grads = None, layer.param_grads(params, layer_cache, dy)
+            else:
+                dy, grads = layer.backward(params, layer_cache, dy)
             for name, _, _ in reversed(slots):
                 pieces.append(grads[name].reshape(flat))
         pieces.reverse()
@@ -103,7 +109,7 @@ class Sequential:
         if y.dtype.kind == "f" and y.dtype != pred.real.dtype:   # float32 stays float32
             y = y.astype(pred.real.dtype)
         value, dpred = loss(pred, y, task_axis=theta.ndim == 2)
-        return value, self.backward(theta, cache, dpred)[1]
+        return value, self.backward(theta, cache, dpred, input_grad=False)[1]
 
     def hvp(self, theta, x, y, v, loss):
         """Exact Hessian-vector product H v = d/dtheta (grad . v), by the complex step.
