@@ -43,8 +43,8 @@ def _add_config(parser, cls, skip=()):
         if isinstance(default, bool):
             parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
         elif meta.get("nargs"):
-            parser.add_argument(_flag(f.name), nargs=meta["nargs"], default=default, metavar="NAME",
-                                help=meta["help"] + shown)
+            parser.add_argument(_flag(f.name), nargs=meta["nargs"], default=default, type=meta.get("type"),
+                                metavar=_metavar(meta.get("type") or str), help=meta["help"] + shown)
         else:
             parser.add_argument(_flag(f.name), type=meta.get("type") or type(default), default=default,
                                 choices=meta.get("choices"), help=meta["help"] + shown,
@@ -52,7 +52,7 @@ def _add_config(parser, cls, skip=()):
 
 
 def _metavar(kind):
-    return {int: "N", float: "X"}.get(kind, "VALUE")
+    return {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
 
 
 def _config(cls, args, **changes):
@@ -170,27 +170,50 @@ def cmd_sine(args):
     print(_table(rows, ["model", *map(str, results["evaluation"]["steps"])]))
 
 
-# ----------------------------------------------------------------------------- omniglot
+# ----------------------------------------------------------------------------- few-shot classification
 
 def cmd_omniglot(args):
     from .models import omniglot_net
-    from .tasks import experiment, omniglot
+    from .tasks import omniglot
     config = _config(omniglot.OmniglotConfig, args)
-    out = _out(args)
-    _check_out(out)
+    _check_out(_out(args))
     pools = _pools(args, config.test_alphabets, config.seed)
     config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
-    config.check_data(pools.train, pools.test)
-    train_pool, test_pool, split = pools.train, pools.test, pools.description
+    _train_fewshot(args, config, omniglot_net(config.ways), pools.train, pools.test, None, pools.description)
+
+
+def cmd_miniimagenet(args):
+    from .models import miniimagenet_net
+    from .tasks import miniimagenet
+    config = _config(miniimagenet.MiniImageNetConfig, args)
+    _check_out(_out(args))
+    pools = _miniimagenet_pools(args)
+    _train_fewshot(args, config, miniimagenet_net(config.ways), pools["train"], pools["test"], pools.get("val"),
+                   pools.description)
+
+
+def _miniimagenet_pools(args):
+    """The Mini-ImageNet pools of --data (the cache is built on first use); refused naming --data."""
+    from .tasks import miniimagenet
+    try:
+        return miniimagenet.pools(args.data, progress=not args.quiet)
+    except ValueError as err:
+        raise UsageError(f"--data {args.data}: {err}") from None
+
+
+def _train_fewshot(args, config, net, train_pool, test_pool, curve_pool, split):
+    """The few-shot experiment (tasks.experiment.run) of any dataset's pools, checked first."""
+    from .tasks import experiment
+    config.check_data(train_pool, test_pool, curve_pool)
     classes = [train_pool.num_classes, test_pool.num_classes]
-    _prepare_run(out, config, classes, args.resume, args.overwrite)
+    _prepare_run(args.folder, config, classes, args.resume, args.overwrite)
     print(split)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     with _workers(args, config.meta_batch) as workers:
-        result, final = experiment.run(omniglot_net(config.ways), config, train_pool, test_pool, out, split,
+        result, final = experiment.run(net, config, train_pool, test_pool, args.folder, split,
                                        resume=args.resume, progress=not args.quiet, workers=workers,
-                                       record={"command": "omniglot", "data": str(args.data),
-                                               "classes": classes})
+                                       record={"command": args.command, "data": str(args.data),
+                                               "classes": classes}, curve_pool=curve_pool)
     print(_trained(result, config.iterations))
     _print_final(final, config.eval_tasks)
 
@@ -204,30 +227,55 @@ def _print_final(final, tasks):
 def cmd_omniglot_eval(args):
     """Evaluate a saved theta (with the inner Adam state, when the checkpoint holds one)."""
     from .models import omniglot_net
-    from .tasks import experiment, omniglot
-    from .train import load_experiment, load_inner_state, load_theta
+    from .tasks import experiment
     config = _config(experiment.EvalConfig, args)
-    theta, saved = load_theta(args.checkpoint), load_experiment(args.checkpoint).get("config", {})
-    ways = omniglot_ways(theta.size)
+    saved = _saved_config(args.checkpoint)
+    test_alphabets = args.test_alphabets or saved.get("test_alphabets")
+    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0))
+    source = " (the checkpoint's split)" if test_alphabets and not args.test_alphabets else ""
+    _evaluate(args, config, omniglot_net, "an Omniglot", test_pool, described + source)
+
+
+def cmd_miniimagenet_eval(args):
+    from .models import miniimagenet_net
+    from .tasks import miniimagenet
+    config = _config(miniimagenet.MiniImageNetEvalConfig, args)
+    _saved_config(args.checkpoint)
+    pools = _miniimagenet_pools(args)
+    if args.split not in pools:
+        raise UsageError(f"--split {args.split}: {args.data} has no {args.split} split (it has "
+                         f"{', '.join(pools)})")
+    _evaluate(args, config, miniimagenet_net, "a Mini-ImageNet", pools[args.split],
+              f"{pools.description}; evaluating on {args.split}")
+
+
+def _saved_config(checkpoint):
+    from .train import load_experiment
+    return load_experiment(checkpoint).get("config", {})
+
+
+def _evaluate(args, config, make_net, kind, test_pool, described):
+    """Score the theta of --checkpoint on ``test_pool`` for each --shots (the -eval commands)."""
+    from .tasks import experiment
+    from .train import load_inner_state, load_theta
+    theta = load_theta(args.checkpoint)
+    ways = net_ways(make_net, theta.size)
     if ways is None:
-        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters: not an "
-                         "Omniglot net of any number of ways")
+        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters: not {kind} "
+                         "net of any number of ways")
     if config.ways is not None and config.ways != ways:
         raise UsageError(f"--ways must be {ways}: {args.checkpoint} is a {ways}-way net, got {config.ways}")
     config = dataclasses.replace(config, ways=ways)
-    test_alphabets = args.test_alphabets or saved.get("test_alphabets")
-    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0))
     experiment.check_pools(config.ways, config.shots, None, test_pool)
-    source = " (the checkpoint's split)" if test_alphabets and not args.test_alphabets else ""
-    print(described + source)
+    print(described)
     state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
     args.folder = RunFolder(Path(args.json).parent) if args.json else None
     with _workers(args) as workers:
-        final = experiment.final_evaluation(omniglot_net(ways), theta, test_pool, state, config.evaluation(),
+        final = experiment.final_evaluation(make_net(ways), theta, test_pool, state, config.evaluation(),
                                             config.eval_tasks, config.seed + 2, progress=not args.quiet,
-                                            workers=workers)
+                                            workers=workers, shots=config.shots)
     _print_final(final, config.eval_tasks)
     if args.json:
         write_json(args.folder.file(Path(args.json).name), {
@@ -235,11 +283,12 @@ def cmd_omniglot_eval(args):
             "split": described, "final": final})
 
 
-def omniglot_ways(num_params):
-    """The ways of the Omniglot net with ``num_params`` parameters, or None if none has that many."""
-    from .models import omniglot_net
-    base = omniglot_net(1).num_params - 257                     # Linear(256, ways): 257 per way
-    ways, rest = divmod(num_params - base, 257)
+def net_ways(make_net, num_params):
+    """The ways of the net ``make_net(ways)`` with ``num_params`` parameters, or None if none has
+    that many (the nets end in Linear(features, ways): features + 1 parameters per way)."""
+    one = make_net(1).num_params
+    per_way = make_net(2).num_params - one
+    ways, rest = divmod(num_params - (one - per_way), per_way)
     return ways if rest == 0 and ways >= 1 else None
 
 
@@ -384,7 +433,7 @@ def cmd_demo(args):
 
 def build_parser():
     from . import combinations
-    from .tasks import experiment, omniglot, sine
+    from .tasks import experiment, miniimagenet, omniglot, sine
     parser = Parser(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = Parser(add_help=False)
@@ -425,6 +474,21 @@ def build_parser():
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME",
                    help="alphabets to test on (default: the checkpoint's split)")
     _add_config(p, experiment.EvalConfig)
+    p.add_argument("--json", help="also write the scores to this file")
+
+    mini_help = ("Mini-ImageNet folder: {train,val,test}/<class>/*.JPEG, {train,val,test}.csv beside images/, "
+                 "or mini-imagenet-cache-{train,val,test}.pkl")
+    p = command("miniimagenet", "5-way Mini-ImageNet, the paper's hyperparameters by default", cmd_miniimagenet,
+                [run, scale])
+    p.add_argument("--data", required=True, help=mini_help)
+    _add_config(p, miniimagenet.MiniImageNetConfig)
+
+    p = command("miniimagenet-eval", "evaluate a trained Mini-ImageNet theta on test tasks", cmd_miniimagenet_eval,
+                [scale], out=False)
+    p.add_argument("--data", required=True, help=mini_help)
+    p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
+    p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")
+    _add_config(p, miniimagenet.MiniImageNetEvalConfig)
     p.add_argument("--json", help="also write the scores to this file")
 
     p = command("download", "fetch the full Omniglot sets and verify their md5 sums", cmd_download, out=False)

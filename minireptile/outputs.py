@@ -1,6 +1,7 @@
 """The output folder of a command: created only when a file is written, listed at the end,
 removed again if a failure leaves it empty."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,13 @@ def jsonable(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return float(value) if isinstance(value, (np.floating, np.integer)) else value
+
+
+def cache_dir(path=None):
+    """The cache folder: ``path``, else $MINIREPTILE_CACHE, else ~/.cache/minireptile."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("MINIREPTILE_CACHE"):
+        return Path(os.environ["MINIREPTILE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "minireptile"

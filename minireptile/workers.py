@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import numpy as np
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_POOLS = {}                               # in a worker process: pool key -> ClassPool
+_POOLS = {}                               # in a worker process: pool key -> pool
 
 
 class WorkerLost(RuntimeError):
@@ -74,17 +74,17 @@ class Workers:
     # -- the pools of images, shared once
 
     def share(self, pool):
-        """(key, images argument) under which workers find ``pool``; shared on first use."""
+        """(handle, images argument) under which workers find ``pool``; shared on first use.
+        A pool already in a file (``pool.path``, a memory-mapped cache) is shared as its path."""
         if id(pool) not in self._shared:
-            key = uuid.uuid4().hex
+            key, template, path, images = uuid.uuid4().hex, pool.with_data(None), getattr(pool, "path", None), None
             if self.client is not None:
-                images = self.client.scatter(pool.images, broadcast=True)
-                self._shared[id(pool)] = ((key, None, pool.rotations), images)
-            else:
+                images, path = self.client.scatter(pool.images, broadcast=True), None
+            elif path is None:
                 self._folder = self._folder or tempfile.mkdtemp(prefix="minireptile-workers-")
                 path = os.path.join(self._folder, f"{key}.npy")
                 np.save(path, pool.images)
-                self._shared[id(pool)] = ((key, path, pool.rotations), None)
+            self._shared[id(pool)] = ((key, path, template), images)
         return self._shared[id(pool)]
 
     # -- the work
@@ -175,12 +175,10 @@ def _ready():
 
 
 def _pool(handle, images):
-    """This worker's copy of a pool: memory-mapped from the driver's file, or Dask's array."""
-    from .tasks.fewshot import ClassPool
-    key, path, rotations = handle
+    """This worker's copy of a pool: memory-mapped from a file, or Dask's array."""
+    key, path, template = handle
     if key not in _POOLS:
-        data = np.load(path, mmap_mode="r") if path is not None else images
-        _POOLS[key] = ClassPool(data, rotations=rotations > 1)
+        _POOLS[key] = template.with_data(np.load(path, mmap_mode="r") if path is not None else images)
     return _POOLS[key]
 
 

@@ -44,6 +44,8 @@ class FewShotConfig:
     eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
     eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
     checkpoint_every: int = option(500, "write the checkpoint every this many iterations", train=False)
+    final_shots: tuple = option(None, "support images per class (K) of the final evaluations, one "
+                                "evaluation each (default: --shots)", train=False, nargs="+", type=int)
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -61,6 +63,9 @@ class FewShotConfig:
             check_int(name, getattr(self, name))
         check_int("seed", self.seed, low=0)
         check_int("eval_every", self.eval_every, low=0)
+        object.__setattr__(self, "final_shots", tuple(self.final_shots or (self.shots,)))
+        for shots in self.final_shots:
+            check_int("final_shots", shots)
         check_step("inner_lr", self.inner_lr)
         check_step("meta_step", self.meta_step, high=1)
         check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
@@ -75,34 +80,42 @@ class FewShotConfig:
                            inner=self.inner, meta_step=self.meta_step, meta_step_final=self.meta_step_final,
                            seed=self.seed, checkpoint_every=self.checkpoint_every, eval_every=self.eval_every)
 
-    def evaluation(self):
+    def evaluation(self, shots=None):
         """The keyword arguments of ``fewshot.evaluate`` for this configuration."""
-        return dict(ways=self.ways, shots=self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
+        return dict(ways=self.ways, shots=shots or self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
                     batch_size=self.eval_batch, inner=self.inner)
 
-    def check_data(self, train_pool, test_pool):
+    def check_data(self, train_pool, test_pool, curve_pool=None):
         """Refuse ways and shots that the pools cannot supply (before any work)."""
-        check_pools(self.ways, self.shots, train_pool, test_pool)
-        drawings = train_pool.images.shape[1]
-        check_int("train_shots", self.train_shots, high=drawings,
-                  why=" (the images per class in the training data)")
+        if curve_pool is not None:
+            check_pools(self.ways, [self.shots], train_pool, curve_pool, which="validation")
+        check_pools(self.ways, [self.shots], train_pool, test_pool)
+        check_pools(self.ways, self.final_shots, train_pool, test_pool, "final_shots")
+        fewest, name = train_pool.smallest()
+        check_int("train_shots", self.train_shots, high=fewest, why=" (" + (
+            f"class {name} of the training data has {fewest} images)" if name else
+            f"the images per class in the training data)"))
 
 
-def check_pools(ways, shots, train_pool, test_pool):
-    """ways against the classes of both pools; shots + 1 query against the test images per class."""
+def check_pools(ways, shots, train_pool, test_pool, flag="shots", which="test"):
+    """ways against the classes of both pools; each of ``shots`` + 1 query against the images of
+    the smallest class of the test pool (``which`` names it in messages)."""
     classes = min(train_pool.num_classes, test_pool.num_classes) if train_pool else test_pool.num_classes
-    which = "training" if train_pool and train_pool.num_classes == classes else "test"
-    check_int("ways", ways, low=2, high=classes, why=f" (the {which} data has {classes} classes)")
-    drawings = test_pool.images.shape[1]
-    check_int("shots", shots, high=drawings - 1,
-              why=f" (the test data has {drawings} images per class and one is the query)")
+    smaller = "training" if train_pool and train_pool.num_classes == classes else which
+    check_int("ways", ways, low=2, high=classes, why=f" (the {smaller} data has {classes} classes)")
+    fewest, name = test_pool.smallest()
+    where = f"class {name} of the {which} data has {fewest} images" if name else \
+        f"the {which} data has {fewest} images per class"
+    for k in shots:
+        check_int(flag, k, high=fewest - 1, why=f" ({where} and one is the query)")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Evaluating a trained theta: the paper's evaluation defaults."""
     ways: int = option(None, "classes per task (default: the checkpoint's)", type=int)
-    shots: int = option(1, "support images per class (K)")
+    shots: tuple = option((1,), "support images per class (K); several values give an evaluation "
+                          "each", nargs="+", type=int)
     inner: str = option("adam", "inner optimizer when fine-tuning", choices=("adam", "sgd"))
     inner_lr: float = option(0.001, "inner step size alpha")
     eval_iters: int = option(50, "inner steps on the support set")
@@ -113,23 +126,27 @@ class EvalConfig:
     def __post_init__(self):
         if self.ways is not None:
             check_int("ways", self.ways, low=2)
-        for name in ("shots", "eval_iters", "eval_batch", "eval_tasks"):
+        object.__setattr__(self, "shots", tuple(self.shots))
+        for shots in self.shots:
+            check_int("shots", shots)
+        for name in ("eval_iters", "eval_batch", "eval_tasks"):
             check_int(name, getattr(self, name))
         check_int("seed", self.seed, low=0)
         check_step("inner_lr", self.inner_lr)
 
-    def evaluation(self):
-        return dict(ways=self.ways, shots=self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
-                    batch_size=self.eval_batch, inner=self.inner)
+    def evaluation(self, shots=None):
+        return dict(ways=self.ways, shots=shots or self.shots[0], lr=self.inner_lr,
+                    inner_iters=self.eval_iters, batch_size=self.eval_batch, inner=self.inner)
 
 
-def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, experiment=None,
+def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, experiment=None,
           progress=True, desc=None, workers=None):
     """Meta-train ``net`` from a fresh float32 initialization; returns the TrainResult.
 
-    Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` test tasks are scored
-    (always the same ones) for the learning curve. ``workers`` (``workers.Workers``) spreads
-    the task slots of training and the test tasks of evaluation over processes or a cluster.
+    Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` tasks of ``curve_pool``
+    (the test classes, or validation classes where the data has them) are scored, always the same
+    ones, for the learning curve. ``workers`` (``workers.Workers``) spreads the task slots of
+    training and the tasks of evaluation over processes or a cluster.
     """
     rng = np.random.default_rng
     sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
@@ -137,7 +154,7 @@ def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, exp
                                       tail_shots=1 if config.tail else None)
 
     def periodic(theta):
-        scores = fewshot.evaluate(net, theta, test_pool, rng(config.seed + 1), tasks=config.eval_tasks_during,
+        scores = fewshot.evaluate(net, theta, curve_pool, rng(config.seed + 1), tasks=config.eval_tasks_during,
                                   progress=progress, desc="evaluating", workers=workers,
                                   **config.evaluation())
         return {mode: accuracy for mode, (accuracy, _) in scores.items()}
@@ -150,37 +167,42 @@ def train(net, config, train_pool, test_pool, checkpoint=None, resume=False, exp
 
 
 def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True,
-                     workers=None):
+                     workers=None, shots=None):
     """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks: for the inner Adam, with the
-    carried-over state (only when one is given) and with a fresh state; for SGD, one row."""
+    carried-over state (only when one is given) and with a fresh state; for SGD, one row. With
+    several ``shots`` (support images per class), a row of each for each, named "K-shot, ..."."""
     if evaluation["inner"] == "sgd":
         states = {"SGD": None}
     else:
         states = {"fresh Adam state": None}
         if inner_state is not None:
             states = {"carried-over Adam state": inner_state.mean_over_tasks()} | states
+    shots = tuple(shots or (evaluation["shots"],))
     final = {}
-    for name, state in states.items():
-        scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
-                                  state=state, progress=progress, desc=f"final evaluation, {name}",
-                                  workers=workers, **evaluation)
-        final[name] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
+    for k in shots:
+        for name, state in states.items():
+            row = f"{k}-shot, {name}" if len(shots) > 1 else name
+            scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
+                                      state=state, progress=progress, desc=f"final evaluation, {row}",
+                                      workers=workers, **(evaluation | {"shots": k}))
+            final[row] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
     return final
 
 
 def run(net, config, train_pool, test_pool, out, split, resume=False, progress=True, record=None,
-        workers=None):
+        workers=None, curve_pool=None):
     """The whole experiment into the folder ``out``: checkpoint.npz (resumable), theta.npz,
     results.json and learning_curve.png. ``split`` describes the data; ``record`` (a dict) is
-    stored with the configuration in both .npz files. Returns (TrainResult, final scores)."""
+    stored with the configuration in both .npz files. The learning curve scores tasks of
+    ``curve_pool`` (default: the test pool). Returns (TrainResult, final scores)."""
     from .. import plots
     out = as_folder(out)
     experiment = (record or {}) | {"config": to_dict(config), "split": split}
-    result = train(net, config, train_pool, test_pool, checkpoint=out.file("checkpoint.npz"),
+    result = train(net, config, train_pool, curve_pool or test_pool, checkpoint=out.file("checkpoint.npz"),
                    resume=resume, experiment=experiment, progress=progress, workers=workers)
     save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(experiment)))
     final = final_evaluation(net, result.theta, test_pool, result.inner_state, config.evaluation(),
-                             config.eval_tasks, config.seed + 2, progress, workers)
+                             config.eval_tasks, config.seed + 2, progress, workers, config.final_shots)
     results = {"config": to_dict(config), "split": split, "train_seconds": result.seconds,
                "iterations": config.iterations, "final": final,
                "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}
@@ -189,7 +211,8 @@ def run(net, config, train_pool, test_pool, out, split, resume=False, progress=T
         its = [i for i, _ in result.evals]
         curves = {mode: (its, [scores[mode] for _, scores in result.evals])
                   for mode in ("non-transductive", "transductive")}
-        plots.learning_curves(curves, out.file("learning_curve.png"), ylabel="held-out accuracy",
+        held_out = "validation" if curve_pool is not None and curve_pool is not test_pool else "held-out"
+        plots.learning_curves(curves, out.file("learning_curve.png"), ylabel=f"{held_out} accuracy",
                               title=f"{config.ways}-way {config.shots}-shot, {config.method}",
                               hlines={"chance": 1 / config.ways})
     return result, final

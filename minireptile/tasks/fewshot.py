@@ -5,6 +5,7 @@ prediction is possible before adaptation), then K images of each. Inner-loop
 minibatches are drawn as the authors' code draws them: cycle through the
 shuffled support set, reshuffling each time it is used up.
 """
+import copy
 import math
 
 import numpy as np
@@ -51,9 +52,73 @@ class ClassPool:
         turns = classes % self.rotations
         for r in range(1, self.rotations):
             x[turns == r] = np.rot90(x[turns == r], r, axes=(-2, -1))
-        T, ways, shots = drawings.shape
-        labels = np.broadcast_to(np.arange(ways)[None, :, None], (T, ways, shots))
-        return x[:, :, :, None], labels.copy()
+        return x[:, :, :, None], task_labels(drawings.shape)
+
+    def smallest(self):
+        """(images in the smallest class, its name or None): every class has as many here."""
+        return self.images.shape[1], None
+
+    def with_data(self, images):
+        """This pool over another copy of its images (a worker's memory-mapped one), or None."""
+        pool = copy.copy(self)
+        pool.images = images
+        return pool
+
+
+class ImagePool:
+    """Classes of colour images, each with its own number of images: class c is the rows
+    ``starts[c] : starts[c] + counts[c]`` of a uint8 array (N, H, W, 3), usually memory-mapped
+    from a cache file (``path``). Tasks get float32 in [0, 1], channels first.
+    """
+    rotations = 1
+
+    def __init__(self, images, counts, names=None, path=None):
+        self.images, self.path = images, path                         # (N, H, W, 3) uint8
+        self.counts = np.asarray(counts, dtype=np.int64)              # (C,)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self.names = list(names) if names is not None else [str(c) for c in range(len(self.counts))]
+        self.num_classes = len(self.counts)
+
+    def sample(self, rng, T, ways, shots):
+        """x (T, ways, shots, 3, H, W) and labels (T, ways, shots): T tasks, distinct images."""
+        return self.gather(*self.draw(rng, T, ways, shots))
+
+    def draw(self, rng, T, ways, shots):
+        """classes (T, N) and drawings (T, N, K): K distinct images of each of N distinct classes."""
+        fewest, name = self.smallest()
+        if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
+            raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
+        if not isinstance(shots, (int, np.integer)) or not 1 <= shots <= fewest:
+            raise ValueError(f"shots must lie in [1, {fewest}] (class {name} has {fewest} images), got {shots!r}")
+        if not isinstance(T, (int, np.integer)) or T < 1:
+            raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
+        classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]   # (T, N)
+        keys = rng.random((T, ways, self.counts.max()))                            # a random order of
+        keys[np.arange(keys.shape[-1]) >= self.counts[classes][..., None]] = 2.0   # each class's images
+        return classes, np.argsort(keys, axis=2)[..., :shots]                      # (T, N, K)
+
+    def gather(self, classes, drawings):
+        """The images and labels of ``draw``'s tasks: (T, N, K, 3, H, W) float32 and (T, N, K)."""
+        rows = self.starts[classes][..., None] + drawings                         # (T, N, K)
+        x = self.images[rows.ravel()].reshape(rows.shape + self.images.shape[1:])  # (T, N, K, H, W, 3)
+        x = np.multiply(x, np.float32(1 / 255), dtype=np.float32)
+        return np.moveaxis(x, -1, -3), task_labels(drawings.shape)
+
+    def smallest(self):
+        """(images in the smallest class, its name)."""
+        c = int(np.argmin(self.counts))
+        return int(self.counts[c]), self.names[c]
+
+    def with_data(self, images):
+        pool = copy.copy(self)
+        pool.images = images
+        return pool
+
+
+def task_labels(shape):
+    """(T, N, K) labels: class n of every task is label n."""
+    T, ways, shots = shape
+    return np.broadcast_to(np.arange(ways)[None, :, None], (T, ways, shots)).copy()
 
 
 def flatten_task(x, labels):

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
 from ..config import ConfigError, option
+from ..outputs import cache_dir
 from .experiment import FewShotConfig
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
@@ -77,16 +78,6 @@ class Omniglot:
     def select(self, indices):
         indices = np.asarray(indices, dtype=int)
         return Omniglot(self.images[indices], [self.names[i] for i in indices], self.sets)
-
-
-def cache_dir(path=None):
-    """The cache folder: ``path``, else $MINIREPTILE_CACHE, else ~/.cache/minireptile."""
-    if path is not None:
-        return Path(path)
-    if os.environ.get("MINIREPTILE_CACHE"):
-        return Path(os.environ["MINIREPTILE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "minireptile"
 
 
 def find_sources(root):
