@@ -40,7 +40,7 @@ class FewShotConfig:
                         "earlier minibatches never saw (the separate tail)")
     eval_iters: int = option(50, "inner steps when evaluating")
     eval_batch: int = option(5, "images per inner minibatch when evaluating")
-    eval_every: int = option(1000, "evaluate during training every this many iterations (0: never)")
+    eval_every: int = option(1000, "evaluate during training every this many iterations (0: once, at the end)")
     eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
     eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
     checkpoint_every: int = option(500, "write the checkpoint every this many iterations", train=False)
