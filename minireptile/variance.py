@@ -1,0 +1,58 @@
+"""How noisy is each method's meta-gradient? Every method's update for the same tasks at one theta.
+
+The post says Reptile "converges to the solution faster, since the update has lower variance".
+Measured directly: draw n tasks, compute each method's meta-gradient g_t for every task t at the
+same theta and on the same minibatches, and compare, per method,
+
+    mean                 m = (1/n) sum_t g_t
+    spread               tr S = (1/(n-1)) sum_t |g_t - m|^2      (the trace of the covariance)
+    relative variance    tr S / |m|^2         (free of scale: Reptile's g is about k times FOMAML's)
+    signal-to-noise      |m|^2 / (tr S / T)   of the mean over a meta-batch of T tasks
+    cosine               m . m_ref / (|m| |m_ref|)   with the reference method's mean (exact MAML's)
+
+A lower relative variance means that a meta-batch points more reliably along the method's own
+expected update; the cosine says how far that expected update is from MAML's.
+"""
+import numpy as np
+
+from .meta import meta_gradient
+
+
+def task_gradients(net, theta, batches, lr, loss, methods):
+    """{name: (n, P)}: each method's meta-gradient for each of n tasks at theta (P,).
+
+    ``batches``: the k minibatches of the n tasks, each (n, B, ...) on the task axis. ``methods``:
+    {name: method} with the methods of ``meta_gradient`` ("reptile", "fomaml", "maml", weights),
+    or {name: (method, batches)} for a method that needs other minibatches (FOMAML's separate tail).
+    """
+    n = len(batches[0][0])
+    thetas = np.broadcast_to(theta, (n,) + np.shape(theta))
+    out = {}
+    for name, method in methods.items():
+        method, own = method if isinstance(method, tuple) else (method, batches)
+        out[name] = meta_gradient(net, thetas, own, lr, loss, method)
+    return out
+
+
+def statistics(grads, meta_batch=5, reference=None):
+    """The statistics above for per-task gradients (n, P); ``reference`` (P,) for the cosine."""
+    grads = np.asarray(grads, dtype=np.float64)
+    n = len(grads)
+    if n < 2:
+        raise ValueError(f"the variance needs at least 2 tasks, got {n}")
+    mean = grads.mean(axis=0)
+    trace = float(((grads - mean) ** 2).sum() / (n - 1))
+    mean2 = float(mean @ mean)
+    stats = {"tasks": n, "mean_norm": mean2 ** 0.5, "trace": trace,
+             "relative_variance": trace / mean2 if mean2 > 0 else np.inf,
+             "snr": mean2 / (trace / meta_batch) if trace > 0 else np.inf, "meta_batch": meta_batch}
+    if reference is not None:
+        reference = np.asarray(reference, dtype=np.float64)
+        stats["cosine"] = float(mean @ reference / (np.sqrt(mean2) * np.linalg.norm(reference)))
+    return stats
+
+
+def compare(grads, reference="maml", meta_batch=5):
+    """{name: statistics} for {name: (n, P)}, each with its cosine to the reference method's mean."""
+    anchor = grads[reference].mean(axis=0) if reference in grads else None
+    return {name: statistics(g, meta_batch, anchor) for name, g in grads.items()}
