@@ -94,6 +94,9 @@ def test_bad_values_are_refused_in_one_line_and_nothing_is_written(tmp_path, env
 def test_missing_and_foreign_data_are_refused(tmp_path, env):
     message = one_line_error(run(["miniimagenet", "--data", tmp_path / "nowhere", "--quiet"], tmp_path, env))
     assert message == f"error: --data {tmp_path / 'nowhere'}: data folder {tmp_path / 'nowhere'} does not exist"
+    (tmp_path / "a-file").write_text("hello")
+    message = one_line_error(run(["miniimagenet", "--data", tmp_path / "a-file", "--quiet"], tmp_path, env))
+    assert message.endswith(f"data folder {tmp_path / 'a-file'} is a file, not a folder")
     (tmp_path / "foreign" / "train").mkdir(parents=True)
     (tmp_path / "foreign" / "notes.txt").write_text("hello")
     message = one_line_error(run(["miniimagenet", "--data", tmp_path / "foreign", "--quiet"], tmp_path, env))

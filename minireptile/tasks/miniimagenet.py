@@ -145,7 +145,7 @@ def find_sources(root):
     to a split file, and a split file to a pickle. Train and test must be there; val may not."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"data folder {root} does not exist")
+        raise ValueError(f"data folder {root} " + ("is a file, not a folder" if root.exists() else "does not exist"))
     sources = {}
     for split in SPLITS:
         pickled = root / f"mini-imagenet-cache-{split}.pkl"

@@ -84,7 +84,7 @@ def find_sources(root):
     """The Omniglot sets under ``root``: [(set name, path to the .zip or folder)]."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"data folder {root} does not exist")
+        raise ValueError(f"data folder {root} " + ("is a file, not a folder" if root.exists() else "does not exist"))
     sources = []
     for name in SETS:
         if (root / name).is_dir():
