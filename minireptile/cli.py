@@ -465,7 +465,12 @@ def build_parser():
     p = command("omniglot", "N-way K-shot Omniglot, the paper's hyperparameters by default", cmd_omniglot,
                 [run, scale])
     p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--preset", choices=tuple(omniglot.PRESETS), default="5-way",
+                   help="the paper's hyperparameters for 5-way tasks (the defaults below) or for 20-way ones (" +
+                   " ".join(f"{_flag(k)} {v}" for k, v in omniglot.PRESETS["20-way"].items()) +
+                   "); the flags given still win (default: 5-way)")
     _add_config(p, omniglot.OmniglotConfig)
+    parser.presets = {"omniglot": (p, omniglot.PRESETS)}
 
     p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval, [scale],
                 out=False)
@@ -545,11 +550,23 @@ def _error(err):
     return None, None
 
 
+def _parse(argv):
+    """The arguments; where a command has a --preset, its values are the defaults of a second parse,
+    so that every flag given on the command line still wins over the preset."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None) and args.command in parser.presets:
+        subparser, presets = parser.presets[args.command]
+        subparser.set_defaults(**presets[args.preset])
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv=None):
     from .train import Diverged
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         _check_scale(args)
         args.run(args)
     except KeyboardInterrupt as err:

@@ -315,3 +315,16 @@ def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, env):
     message = one_line_error(result, status=1)
     assert "download of images_background.zip" in message and "nothing was written" in message
     assert not (tmp_path / "omniglot").exists()
+
+
+def test_the_20_way_preset_sets_the_papers_values_and_given_flags_still_win():
+    from minireptile.cli import _parse
+    from minireptile.tasks.omniglot import PRESETS
+    args = _parse(["omniglot", "--data", "d", "--preset", "20-way"])
+    assert {name: getattr(args, name) for name in PRESETS["20-way"]} == PRESETS["20-way"]
+    assert (args.ways, args.inner_batch, args.inner_iters, args.inner_lr, args.eval_batch, args.eval_iters) == (
+        20, 20, 10, 0.0005, 10, 50)
+    args = _parse(["omniglot", "--data", "d", "--preset", "20-way", "--inner-batch", "7", "--ways=10"])
+    assert (args.ways, args.inner_batch, args.inner_iters) == (10, 7, 10)
+    default = _parse(["omniglot", "--data", "d"])
+    assert (default.ways, default.inner_batch, default.inner_iters, default.inner_lr) == (5, 10, 5, None)

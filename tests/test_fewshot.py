@@ -139,3 +139,21 @@ def test_evaluating_several_models_at_once_equals_one_at_a_time():
         alone = fewshot.evaluate(net, thetas[r], pool, np.random.default_rng(4), **(kwargs | {"chunk": 2}))
         for mode in together:
             np.testing.assert_allclose(together[mode][0][r], alone[mode][0])
+
+
+def test_evaluation_chunks_shrink_with_ways_and_shots_so_20_way_5_shot_fits_in_memory(monkeypatch):
+    sizes = []
+    real = fewshot.score_tasks
+
+    def spy(net, thetas, pool, plan, **adapt):
+        sizes.append(len(plan["classes"]))
+        return real(net, thetas, pool, plan, **adapt)
+    monkeypatch.setattr(fewshot, "score_tasks", spy)
+    pool = fewshot.ClassPool(np.random.default_rng(0).random((20, 6, 8, 8)))
+    net = mr.omniglot_net(20, width=2, blocks=2, image_size=8)
+    theta = net.init(np.random.default_rng(0))
+    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), tasks=7, ways=20, shots=5, inner_iters=1)
+    assert sizes == [3, 3, 1]                     # 6,500 // (20 x 101) = 3 tasks per chunk
+    sizes.clear()
+    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), tasks=60, ways=5, shots=5, inner_iters=1)
+    assert sizes == [50, 10]                      # 5-way 5-shot: 50, as before

@@ -229,7 +229,9 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
         raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
     thetas = np.atleast_2d(theta)                                           # (R, P)
-    chunk = max(1, chunk // len(thetas))
+    # A chunk's non-transductive predictions run ways x (ways x shots + 1) images per task and model;
+    # at most as many as 50 tasks of 5-way 5-shot (6,500), so that 20-way 5-shot fits in memory too.
+    chunk = max(1, min(chunk, _IMAGES_PER_CHUNK // (ways * (ways * shots + 1))) // len(thetas))
     plans = []
     for start in range(0, tasks, chunk):                                    # every task, drawn here
         T = min(chunk, tasks - start)
@@ -250,6 +252,9 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     if np.ndim(theta) == 1:
         results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
     return results
+
+
+_IMAGES_PER_CHUNK = 50 * 5 * (5 * 5 + 1)
 
 
 def score_tasks(net, thetas, pool, plan, lr, inner, state):

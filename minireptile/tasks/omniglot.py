@@ -294,6 +294,11 @@ def pools(root, test_alphabets=None, seed=0, cache=None):
                  f"rotations), {test_pool.num_classes} test classes", chosen)
 
 
+#: The paper's hyperparameters (its appendix, Table 3) that differ between 5-way and 20-way Omniglot.
+PRESETS = {"5-way": {},
+           "20-way": dict(ways=20, inner_batch=20, inner_iters=10, inner_lr=0.0005, eval_batch=10, eval_iters=50)}
+
+
 @dataclass(frozen=True)
 class OmniglotConfig(FewShotConfig):
     """The few-shot experiment on Omniglot, with its split."""
