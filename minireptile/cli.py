@@ -345,13 +345,16 @@ def cmd_gradient_combos(args):
     with _workers(args) as workers:
         curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
                                   workers=workers)
-    rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}%", f"{100 * curves.transductive[-1, r]:.1f}%"]
+    rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}% +- {100 * curves.ci[-1, r]:.1f}",
+             f"{100 * curves.transductive[-1, r]:.1f}% +- {100 * curves.ci_transductive[-1, r]:.1f}"]
             for r, n in enumerate(curves.names)]
     print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min); "
-          f"random initialization {100 * curves.random_init:.1f}%")
+          f"random initialization {100 * curves.random_init:.1f}%; {config.eval_tasks} test tasks, the same for every run")
     print(_table(rows, ["run", "accuracy", "transductive"]))
-    for claim, holds in combinations.paper_claims(curves).items():
-        print(f"{'holds' if holds else 'does not hold'}: {claim}")
+    for claim, result in combinations.paper_claims(curves).items():
+        differences = ", ".join(f"{pair} {100 * d['mean']:+.1f} +- {100 * d['ci95']:.1f}"
+                                for pair, d in result["differences"].items())
+        print(f"{result['verdict']}: {claim} ({differences} points, paired)")
 
 
 def cmd_joint(args):
@@ -390,9 +393,8 @@ def cmd_figures(args):
     analysis.run_all(out, smoke=args.smoke, progress=progress)
     joint.run(out, pools and pools[:2], smoke=args.smoke, progress=progress)
     if pools:
-        config = combinations.CombinationsConfig(iterations=4 if args.smoke else None,
-                                                 eval_every=2 if args.smoke else None,
-                                                 eval_tasks=3 if args.smoke else 30)
+        smoke = dict(iterations=4, eval_every=2, eval_tasks=3) if args.smoke else {}
+        config = combinations.CombinationsConfig(**smoke)
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
 
 

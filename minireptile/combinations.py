@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import check_choice, check_int, check_step, option
 from .inner import run_sgd
 from .losses import softmax_cross_entropy
-from .tasks.fewshot import evaluate, flatten_task
+from .tasks.fewshot import flatten_task, mean_ci, paired_difference, task_scores
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
 RUNS = [
@@ -43,6 +43,9 @@ class Curves:
     random_init: float             # accuracy of the shared initialization (iteration 0)
     seconds: float = 0.0
     theta: np.ndarray = None       # (runs, P) at the end
+    ci: np.ndarray = None          # (evaluations, runs): 95% half-widths of accuracy
+    ci_transductive: np.ndarray = None
+    hits: np.ndarray = None        # (runs, tasks): the last evaluation's per-task scores, non-transductive
 
 
 def shared_minibatches(pool, rng, ways=5, shots_per_batch=5, k=4):
@@ -74,11 +77,11 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
     eps0 = np.array([eps for *_, eps in runs])                                  # (R,)
     theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P)
-    scores = lambda th: evaluate(net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks,
-                                 ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
-                                 progress=progress, desc="evaluating", workers=workers)
-    first = scores(theta[0])
-    points, accuracy, transductive = [], [], []
+    scores = lambda th: task_scores(net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks,
+                                    ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
+                                    progress=progress, desc="evaluating", workers=workers)  # (R, tasks)
+    first = scores(theta[0])["non-transductive"].mean()
+    points, hits = [], []
     began = time.perf_counter()
     for it in tqdm(range(iterations), desc="gradient combinations", disable=not progress, mininterval=0.5):
         batches = shared_minibatches(pool, rng, k=weights.shape[1])
@@ -88,26 +91,39 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
         eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)
         theta = theta - (lr * eps)[:, None] * direction
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
-            result = scores(theta)
             points.append(it + 1)
-            accuracy.append(result["non-transductive"][0])
-            transductive.append(result["transductive"][0])
-    return Curves([name for name, *_ in runs], points, np.array(accuracy), np.array(transductive),
-                  float(first["non-transductive"][0]), time.perf_counter() - began, theta)
+            hits.append(scores(theta))                       # every run on the same tasks: paired
+    (acc, ci), (acc_t, ci_t) = [np.array([mean_ci(h[mode]) for h in hits]).transpose(1, 0, 2)
+                                for mode in ("non-transductive", "transductive")]  # (evaluations, R) each
+    return Curves([name for name, *_ in runs], points, acc, acc_t, float(first), time.perf_counter() - began,
+                  theta, ci, ci_t, hits[-1]["non-transductive"])
 
 
 def paper_claims(curves):
-    """The paper's claims, checked on the curves' own final numbers: {claim: bool}."""
-    final = dict(zip(curves.names, curves.accuracy[-1]))
-    gain = {name: acc - curves.random_init for name, acc in final.items()}
-    multi = [n for n in curves.names if n != "g1"]
+    """The paper's claims, read from the last evaluation with paired 95% intervals (every run is
+    scored on the same tasks): {claim: {"verdict", "differences"}}. A claim *holds* when every
+    difference it needs is positive beyond its interval, *does not hold* when one is negative
+    beyond it, and is *undecided* at this budget otherwise."""
+    names = list(curves.names)
     sums = ["g1+g2", "g1+g2+g3", "g1+g2+g3+g4"]
-    return {
-        "g1 gains less than every multi-gradient run": bool(all(gain["g1"] < gain[n] for n in multi)),
-        "the sums rise with the number of gradients": bool(final[sums[0]] < final[sums[1]] < final[sums[2]]),
-        "a sum over g1..gk beats the single last gradient g_k": bool(all(
-            final[s] > final[f"g{k}"] for k, s in zip((2, 3, 4), sums))),
+    needs = {
+        "g1 gains less than every multi-gradient run": [(n, "g1") for n in names if n != "g1"],
+        "the sums rise with the number of gradients": [(sums[1], sums[0]), (sums[2], sums[1])],
+        "a sum over g1..gk beats the single last gradient g_k": [(s, f"g{k}") for k, s in zip((2, 3, 4), sums)],
     }
+    claims = {}
+    for claim, pairs in needs.items():
+        differences = {f"{a} - {b}": paired_difference(curves.hits[names.index(a)], curves.hits[names.index(b)])
+                       for a, b in pairs}
+        if all(d - ci > 0 for d, ci in differences.values()):
+            verdict = "holds"
+        elif any(d + ci < 0 for d, ci in differences.values()):
+            verdict = "does not hold"
+        else:
+            verdict = "undecided at this budget"
+        claims[claim] = {"verdict": verdict,
+                         "differences": {k: {"mean": float(d), "ci95": float(ci)} for k, (d, ci) in differences.items()}}
+    return claims
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +134,8 @@ class CombinationsConfig:
     iterations: int = option(None, "outer iterations (default: the preset's)", type=int)
     inner_lr: float = option(None, "inner SGD step size (default: the preset's)", type=float)
     eval_every: int = option(None, "evaluate every this many iterations (default: the preset's)", type=int)
-    eval_tasks: int = option(50, "test tasks per evaluation (the same for every run)")
+    eval_tasks: int = option(200, "test tasks per evaluation (the same for every run, so that their "
+                             "differences are paired)")
     seed: int = option(0, "random seed of the initialization and the tasks")
 
     def __post_init__(self):
@@ -157,13 +174,16 @@ def run(config, train_pool, test_pool, out, split="", progress=True, workers=Non
                    progress=progress, workers=workers, **settings)
     plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r]) for r, name in enumerate(curves.names)},
                           out.file("gradient_combinations.png"),
-                          ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks)",
+                          ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks, 95% intervals)",
                           title=f"inner-gradient combinations, inner SGD lr {settings['lr']}",
-                          hlines={"random initialization": curves.random_init})
+                          hlines={"random initialization": curves.random_init},
+                          bands={name: curves.ci[:, r] for r, name in enumerate(curves.names)})
     write_json(out.file("gradient_combinations.json"), {
         "preset": config.preset, "settings": settings, "split": split, "seconds": curves.seconds,
         "eval_tasks": config.eval_tasks, "iterations": curves.iterations, "random_init": curves.random_init,
         "claims": paper_claims(curves),
         "accuracy": {n: curves.accuracy[:, r].tolist() for r, n in enumerate(curves.names)},
-        "transductive": {n: curves.transductive[:, r].tolist() for r, n in enumerate(curves.names)}})
+        "ci95": {n: curves.ci[:, r].tolist() for r, n in enumerate(curves.names)},
+        "transductive": {n: curves.transductive[:, r].tolist() for r, n in enumerate(curves.names)},
+        "transductive_ci95": {n: curves.ci_transductive[:, r].tolist() for r, n in enumerate(curves.names)}})
     return curves

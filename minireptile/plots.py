@@ -39,11 +39,15 @@ def sine_panels(panels, path):
 
 
 def learning_curves(curves, path, xlabel="outer iteration", ylabel="", title="", hlines=None,
-                    logy=False):
-    """curves: {label: (x, y)}; hlines: {label: y} drawn dashed."""
+                    logy=False, bands=None):
+    """curves: {label: (x, y)}; hlines: {label: y} drawn dashed; bands: {label: half-width like y},
+    shaded around the curve (a 95% interval)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, (x, y) in curves.items():
-        ax.plot(x, y, label=label, lw=1.5)
+        line, = ax.plot(x, y, label=label, lw=1.5)
+        if bands and label in bands:
+            y, half = np.asarray(y), np.asarray(bands[label])
+            ax.fill_between(x, y - half, y + half, color=line.get_color(), alpha=0.15, lw=0)
     for label, y in (hlines or {}).items():
         ax.axhline(y, ls="--", color="gray", lw=1)
         ax.annotate(label, (ax.get_xlim()[0], y), fontsize=8, color="gray",

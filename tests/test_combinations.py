@@ -1,5 +1,6 @@
 """The ten gradient-combination runs trained together on the task axis."""
 import numpy as np
+import pytest
 
 import minireptile as mr
 from minireptile import combinations
@@ -36,16 +37,43 @@ def test_one_iteration_is_each_runs_weighted_meta_gradient_step():
     assert curves.accuracy.shape == (1, 10) and 0 <= curves.random_init <= 1
 
 
-def test_paper_claims_read_the_final_numbers():
+def claims_for(final, tasks=400, noise=0.0, seed=0):
+    """paper_claims for per-task scores around the given final accuracies (paired: a shared task
+    difficulty, plus ``noise`` of each run's own)."""
+    rng = np.random.default_rng(seed)
     names = [name for name, *_ in combinations.RUNS]
-    final = {"g1": 0.5, "g2": 0.7, "g3": 0.72, "g4": 0.73, "g1+g2": 0.75, "g1+g2+g3": 0.8,
-             "g1+g2+g3+g4": 0.85, "avg(g1,g2)": 0.7, "avg(g1..g3)": 0.75, "avg(g1..g4)": 0.8}
-    curves = combinations.Curves(names, [10], np.array([[final[n] for n in names]]),
-                                 np.zeros((1, 10)), 0.46)
-    assert all(combinations.paper_claims(curves).values())
-    final["g1"] = 0.9
-    curves.accuracy = np.array([[final[n] for n in names]])
-    assert not combinations.paper_claims(curves)["g1 gains less than every multi-gradient run"]
+    difficulty = rng.normal(0, 0.2, tasks)
+    hits = np.array([final[n] + difficulty + noise * rng.normal(size=tasks) for n in names])
+    curves = combinations.Curves(names, [10], hits.mean(axis=1)[None], np.zeros((1, 10)), 0.46, hits=hits)
+    return combinations.paper_claims(curves)
+
+
+FINAL = {"g1": 0.5, "g2": 0.7, "g3": 0.72, "g4": 0.73, "g1+g2": 0.75, "g1+g2+g3": 0.8,
+         "g1+g2+g3+g4": 0.85, "avg(g1,g2)": 0.7, "avg(g1..g3)": 0.75, "avg(g1..g4)": 0.8}
+
+
+def test_paper_claims_hold_fail_or_stay_undecided_on_paired_intervals():
+    claims = claims_for(FINAL)
+    assert {c["verdict"] for c in claims.values()} == {"holds"}
+    sums = claims["a sum over g1..gk beats the single last gradient g_k"]["differences"]
+    assert sums["g1+g2 - g2"]["mean"] == pytest.approx(0.05)
+    assert sums["g1+g2 - g2"]["ci95"] == pytest.approx(0.0, abs=1e-12)    # shared difficulty cancels
+    worse = claims_for(FINAL | {"g1": 0.9})["g1 gains less than every multi-gradient run"]
+    assert worse["verdict"] == "does not hold"
+    noisy = claims_for(FINAL | {"g1+g2+g3+g4": 0.805}, noise=0.3)["the sums rise with the number of gradients"]
+    assert noisy["verdict"] == "undecided at this budget"
+
+
+def test_every_run_is_scored_on_the_same_test_tasks():
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    train_pool, test_pool = pool(0), pool(1)
+    curves = combinations.train(net, train_pool, test_pool, lr=0.03, iterations=2, eval_every=2,
+                                eval_tasks=6, seed=5, progress=False)
+    for r in (0, 6):                                   # one run alone scores what it scored among all ten
+        alone = fewshot.task_scores(net, curves.theta[r], test_pool, np.random.default_rng(6), tasks=6, ways=5,
+                                    shots=5, lr=0.03, inner_iters=5, batch_size=25, inner="sgd")
+        np.testing.assert_allclose(alone["non-transductive"][0], curves.hits[r], atol=1e-12)
+    assert curves.ci.shape == curves.accuracy.shape == (1, 10)
 
 
 def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
@@ -60,7 +88,9 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
                  "--eval-every", "1", "--eval-tasks", "2", "--out", str(out), "--quiet"]) == 0
     saved = json.loads((out / "gradient_combinations.json").read_text())
     assert saved["iterations"] == [1, 2] and len(saved["accuracy"]) == 10
-    assert all(isinstance(v, bool) for v in saved["claims"].values())
+    assert all(v["verdict"] in ("holds", "does not hold", "undecided at this budget")
+               for v in saved["claims"].values())
+    assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
     assert main(["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]) == 0
     for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations"):

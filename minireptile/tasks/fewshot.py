@@ -224,6 +224,20 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     ``workers.Workers``) scores the chunks of tasks in parallel: the driver draws every
     task here, so the tasks and the scores do not depend on how many workers there are.
     """
+    hits = task_scores(net, theta, pool, rng, tasks, ways, shots, lr, inner_iters, batch_size, inner, state,
+                       chunk, progress, desc, workers)
+    results = {mode: mean_ci(values) for mode, values in hits.items()}
+    if np.ndim(theta) == 1:
+        results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
+    return results
+
+
+def task_scores(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
+                batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation",
+                workers=None):
+    """``evaluate``'s scores task by task: {mode: (R, tasks)}, the fraction of each task's queries
+    that each of the R models (R = 1 for theta (P,)) gets right. Models scored together are scored
+    on the same tasks, so their differences are paired (see ``paired_difference``)."""
     if inner not in ("adam", "sgd"):
         raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
@@ -231,13 +245,17 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     thetas = np.atleast_2d(theta)                                           # (R, P)
     # A chunk's non-transductive predictions run ways x (ways x shots + 1) images per task and model;
     # at most as many as 50 tasks of 5-way 5-shot (6,500), so that 20-way 5-shot fits in memory too.
-    chunk = max(1, min(chunk, _IMAGES_PER_CHUNK // (ways * (ways * shots + 1))) // len(thetas))
+    # Tasks are drawn in chunks that do not depend on the number of models R, so R models scored
+    # together meet the same tasks as each scored alone; each chunk is then scored in R-fold smaller parts.
+    drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (ways * (ways * shots + 1))))
+    part = max(1, drawn // len(thetas))
     plans = []
-    for start in range(0, tasks, chunk):                                    # every task, drawn here
-        T = min(chunk, tasks - start)
+    for start in range(0, tasks, drawn):                                    # every task, drawn here
+        T = min(drawn, tasks - start)
         classes, drawings = pool.draw(rng, T, ways, shots + 1)
-        plans.append({"classes": classes, "drawings": drawings,
-                      "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)})
+        plan = {"classes": classes, "drawings": drawings,
+                "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)}
+        plans += [{name: a[s:s + part] for name, a in plan.items()} for s in range(0, T, part)]
     adapt = dict(lr=lr, inner=inner, state=state)
     scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans) if workers is None
               else workers.score(net, thetas, pool, plans, **adapt))
@@ -248,10 +266,13 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
             for mode in correct:
                 correct[mode].append(hits[mode])
             bar.update(hits["transductive"].shape[1])
-    results = {mode: _mean_ci(np.concatenate(values, axis=1)) for mode, values in correct.items()}
-    if np.ndim(theta) == 1:
-        results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
-    return results
+    return {mode: np.concatenate(values, axis=1) for mode, values in correct.items()}
+
+
+def paired_difference(hits_a, hits_b):
+    """Mean and 95% half-width of a - b over the same tasks (tasks,): the paired comparison,
+    free of the task-to-task spread that both share."""
+    return mean_ci(np.asarray(hits_a, dtype=np.float64) - np.asarray(hits_b, dtype=np.float64))
 
 
 _IMAGES_PER_CHUNK = 50 * 5 * (5 * 5 + 1)
@@ -279,7 +300,7 @@ def score_tasks(net, thetas, pool, plan, lr, inner, state):
     return hits
 
 
-def _mean_ci(per_task):
+def mean_ci(per_task):
     """Mean and 95% confidence half-width over tasks (the last axis; normal approximation)."""
     n = per_task.shape[-1]
     ci = 1.96 * per_task.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(per_task.shape[:-1])

@@ -229,12 +229,10 @@ def _build(folder, root, sources, size, progress):
 
 def _write_split(target, layout, path, size, progress, split):
     """One split as a uint8 .npy (N, size, size, 3), class after class; returns (classes, counts)."""
-    if layout == "pickle":
-        groups = read_pickle(path)
-        count = sum(len(v) for v in groups.values())
-    else:
-        groups = read_folders(path) if layout == "folders" else read_csv(path, path.parent / "images")
-        count = sum(len(v) for v in groups.values())
+    readers = {"pickle": read_pickle, "folders": read_folders,
+               "csv": lambda p: read_csv(p, p.parent / "images")}
+    groups = readers[layout](path)                    # {class: [path] or images (n, H, W, 3)}
+    count = sum(len(v) for v in groups.values())
     if not groups:
         raise ValueError(f"{path}: no images found")
     array = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
