@@ -112,7 +112,9 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
-    evaluate(theta) -> {name: float}, every ``config.eval_every`` iterations and at the end.
+    evaluate(theta) -> {name: float}, every ``config.eval_every`` iterations and at the end; each
+    result is kept with "train_seconds", the time spent training so far, evaluations excluded (so
+    that methods of different cost can be compared at equal compute).
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
@@ -137,13 +139,23 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     history = np.full((iterations, 2), np.nan)
     evals, start, before, saved_at = [], 0, 0.0, None
     theta = np.array(theta)
+    evaluating = 0.0                                      # seconds spent in evaluate, over the whole run
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        theta, start, inner_state, evals, before = _load(checkpoint, config, rng, outer_opt, history)
+        theta, start, inner_state, evals, before, evaluating = _load(checkpoint, config, rng, outer_opt,
+                                                                      history)
         saved_at = start
+
+    def score(it):
+        nonlocal evaluating
+        began_scoring = time.perf_counter()
+        scores = {k: float(v) for k, v in evaluate(theta).items()}
+        trained = before + (began_scoring - began) - evaluating
+        evaluating += time.perf_counter() - began_scoring
+        evals.append((it, scores | {"train_seconds": trained}))
 
     def state():
         arrays = {"theta": theta, "iteration": np.array(it), "history": history,
-                  "seconds": np.array(before + time.perf_counter() - began),
+                  "seconds": np.array(before + time.perf_counter() - began), "eval_seconds": np.array(evaluating),
                   "rng": np.array(json.dumps(rng.bit_generator.state)),
                   "config": np.array(json.dumps(to_dict(config))), "evals": np.array(json.dumps(evals)),
                   "experiment": np.array(json.dumps(experiment or {}))}
@@ -173,7 +185,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
             if it % 100 == 0 or it == iterations:
                 bar.set_postfix(loss=f"{history[it - 1, 1]:.4f}", refresh=False)
             if evaluate is not None and config.eval_every and (it % config.eval_every == 0 or it == iterations):
-                evals.append((it, {k: float(v) for k, v in evaluate(theta).items()}))
+                score(it)
             if callback is not None:
                 callback(it, theta)
             if checkpoint is not None and (it % config.checkpoint_every == 0 or it == iterations or stop.raised):
@@ -183,7 +195,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
                 raise KeyboardInterrupt(f"stopped at iteration {it}" + (
                     f"; checkpoint written to {checkpoint}" if checkpoint else ""))
     if evaluate is not None and not config.eval_every and start < iterations:
-        evals.append((iterations, {k: float(v) for k, v in evaluate(theta).items()}))
+        score(iterations)
     return TrainResult(theta, history, evals, before + time.perf_counter() - began, inner_state, start)
 
 
@@ -230,7 +242,8 @@ def _load(path, config, rng, outer_opt, history):
         history[:] = ckpt["history"]
         evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
         seconds = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
-        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals, seconds
+        evaluating = float(ckpt["eval_seconds"]) if "eval_seconds" in ckpt.files else 0.0
+        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals, seconds, evaluating
 
 
 class _Checkpoint:

@@ -157,3 +157,19 @@ def test_inner_state_from_a_checkpoint_with_and_without_the_first_moment(tmp_pat
     assert np.array_equal(full.m, v + 1) and np.array_equal(full.v, v) and full.t == 7
     assert np.array_equal(no_m.m, np.zeros(4)) and np.array_equal(no_m.v, v) and no_m.t == 7
     assert load_inner_state(tmp_path / "none.npz") is None
+
+
+def test_each_evaluation_records_the_training_seconds_without_the_evaluations(tmp_path):
+    import time
+
+    def evaluate(theta):
+        time.sleep(0.1)
+        return {"norm": float(np.linalg.norm(theta))}
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(KeyboardInterrupt):
+        train(40, checkpoint=ckpt, evaluate=evaluate, eval_every=10, callback=interrupt_at(25))
+    _, result = train(40, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10)
+    seconds = [scores["train_seconds"] for _, scores in result.evals]
+    assert [i for i, _ in result.evals] == [10, 20, 30, 40]
+    assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))
+    assert result.seconds - seconds[-1] > 0.35                 # the four evaluations' sleeps are not training
