@@ -118,3 +118,14 @@ def test_eval_refuses_a_checkpoint_of_another_net_and_a_missing_split(tmp_path, 
     message = one_line_error(run(["miniimagenet-eval", "--data", root, "--checkpoint", trained[0] / "theta.npz",
                                   "--shots", 1, 6, "--quiet"], tmp_path, env))
     assert "--shots must be an integer from 1 to 5" in message
+
+
+def test_a_corrupt_image_is_one_line_naming_it_and_leaves_no_cache(tmp_path, env):
+    root = write_folders(tmp_path / "data", dataset(splits=(("train", 3), ("test", 2))))
+    bad = root / "test" / "n00000004" / "n00000004_0002.JPEG"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    message = one_line_error(run(["miniimagenet", "--data", root, "--quiet"], tmp_path, env))
+    assert message.endswith(f"{bad}: not a readable image (an unknown format, or corrupt)")
+    cache = env["MINIREPTILE_CACHE"]
+    assert not os.path.exists(cache) or os.listdir(cache) == []
+    assert not (tmp_path / "runs").exists()
