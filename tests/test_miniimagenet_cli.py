@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from miniimagenet_tree import dataset, write_csv, write_folders
-from test_cli import env, one_line_error, run  # noqa: F401  (env is a fixture)
+from test_cli import one_line_error, run
 
 TINY = ["--ways", 2, "--iterations", 4, "--train-shots", 3, "--meta-batch", 2, "--inner-iters", 2,
         "--inner-batch", 4, "--eval-every", 2, "--eval-tasks", 4, "--eval-tasks-during", 2, "--eval-iters", 2,
         "--quiet"]
+
+
+@pytest.fixture
+def env(tmp_path):
+    return os.environ | {"MINIREPTILE_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "default"}
 
 
 @pytest.fixture(scope="module")

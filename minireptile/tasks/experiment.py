@@ -94,7 +94,7 @@ class FewShotConfig:
         fewest, name = train_pool.smallest()
         check_int("train_shots", self.train_shots, high=fewest, why=" (" + (
             f"class {name} of the training data has {fewest} images)" if name else
-            f"the images per class in the training data)"))
+            "the images per class in the training data)"))
 
 
 def check_pools(ways, shots, train_pool, test_pool, flag="shots", which="test"):
