@@ -240,7 +240,7 @@ def cmd_miniimagenet_eval(args):
     from .models import miniimagenet_net
     from .tasks import miniimagenet
     config = _config(miniimagenet.MiniImageNetEvalConfig, args)
-    _saved_config(args.checkpoint)
+    _saved_config(args.checkpoint)              # a missing or foreign checkpoint is refused before the cache is built
     pools = _miniimagenet_pools(args)
     if args.split not in pools:
         raise UsageError(f"--split {args.split}: {args.data} has no {args.split} split (it has "

@@ -153,9 +153,10 @@ class CombinationsConfig:
         6 test images per class (5 shots and a query)."""
         from .config import ConfigError
         for name, pool, need in (("training", train_pool, 20), ("test", test_pool, 6)):
-            if pool.num_classes < 5 or pool.images.shape[1] < need:
+            fewest = pool.smallest()[0]
+            if pool.num_classes < 5 or fewest < need:
                 raise ConfigError("data", f"at least 5 {name} classes of {need} images each",
-                                  f"{pool.num_classes} classes of {pool.images.shape[1]}")
+                                  f"{pool.num_classes} classes of {fewest}")
 
     def settings(self):
         """The preset with the given overrides: {lr, iterations, eval_every}."""

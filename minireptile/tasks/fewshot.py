@@ -15,12 +15,52 @@ from ..inner import run_adam, run_sgd
 from ..losses import softmax_cross_entropy
 
 
-class ClassPool:
+class Pool:
+    """What every pool of classes shares: drawing tasks as indices, sampling, sharing with workers.
+
+    A subclass sets ``num_classes``, ``counts`` (C,) (the images of each class) and ``names``
+    (or None), and gathers the images of drawn tasks (``gather``).
+    """
+
+    def sample(self, rng, T, ways, shots):
+        """x (T, ways, shots, channels, H, W) and labels (T, ways, shots): T tasks, distinct images."""
+        return self.gather(*self.draw(rng, T, ways, shots))
+
+    def draw(self, rng, T, ways, shots):
+        """Which images T tasks use, without the images: classes (T, N), drawings (T, N, K),
+        K distinct images of each of N distinct classes."""
+        fewest, name = self.smallest()
+        if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
+            raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
+        if not isinstance(shots, (int, np.integer)) or not 1 <= shots <= fewest:
+            why = f"class {name} has {fewest} images" if name else "images per class"
+            raise ValueError(f"shots must lie in [1, {fewest}] ({why}), got {shots!r}")
+        if not isinstance(T, (int, np.integer)) or T < 1:
+            raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
+        classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]   # (T, N)
+        keys = rng.random((T, ways, self.counts.max()))                            # a random order of
+        keys[np.arange(keys.shape[-1]) >= self.counts[classes][..., None]] = 2.0   # each class's images
+        return classes, np.argsort(keys, axis=2)[..., :shots]                      # (T, N, K)
+
+    def smallest(self):
+        """(images in the smallest class, its name or None)."""
+        c = int(np.argmin(self.counts))
+        return int(self.counts[c]), self.names[c] if self.names else None
+
+    def with_data(self, images):
+        """This pool over another copy of its images (a worker's memory-mapped one), or None."""
+        pool = copy.copy(self)
+        pool.images = images
+        return pool
+
+
+class ClassPool(Pool):
     """Classes of images: (C, D, H, W) for C characters with D drawings each.
 
     With ``rotations`` each character gives four classes, rotated by 0, 90, 180
     and 270 degrees (the paper's augmentation of the training characters).
     """
+    names = None
 
     def __init__(self, images, rotations=False):
         self.images = np.asarray(images, dtype=np.float32)
@@ -28,23 +68,7 @@ class ClassPool:
             raise ValueError(f"images must have shape (classes, drawings, H, W), got {self.images.shape}")
         self.rotations = 4 if rotations else 1
         self.num_classes = len(self.images) * self.rotations
-
-    def sample(self, rng, T, ways, shots):
-        """x (T, ways, shots, 1, H, W) and labels (T, ways, shots): T tasks, distinct images."""
-        return self.gather(*self.draw(rng, T, ways, shots))
-
-    def draw(self, rng, T, ways, shots):
-        """Which images T tasks use, without the images: classes (T, N), drawings (T, N, K)."""
-        C, D = self.images.shape[:2]
-        if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
-            raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
-        if not isinstance(shots, (int, np.integer)) or not 1 <= shots <= D:
-            raise ValueError(f"shots must lie in [1, {D}] (drawings per class) for this task, got {shots!r}")
-        if not isinstance(T, (int, np.integer)) or T < 1:
-            raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
-        classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]    # (T, N)
-        drawings = np.argsort(rng.random((T, ways, D)), axis=2)[..., :shots]         # (T, N, K)
-        return classes, drawings
+        self.counts = np.full(self.num_classes, self.images.shape[1])
 
     def gather(self, classes, drawings):
         """The images and labels of ``draw``'s tasks: (T, N, K, 1, H, W) and (T, N, K)."""
@@ -54,18 +78,8 @@ class ClassPool:
             x[turns == r] = np.rot90(x[turns == r], r, axes=(-2, -1))
         return x[:, :, :, None], task_labels(drawings.shape)
 
-    def smallest(self):
-        """(images in the smallest class, its name or None): every class has as many here."""
-        return self.images.shape[1], None
 
-    def with_data(self, images):
-        """This pool over another copy of its images (a worker's memory-mapped one), or None."""
-        pool = copy.copy(self)
-        pool.images = images
-        return pool
-
-
-class ImagePool:
+class ImagePool(Pool):
     """Classes of colour images, each with its own number of images: class c is the rows
     ``starts[c] : starts[c] + counts[c]`` of a uint8 array (N, H, W, 3), usually memory-mapped
     from a cache file (``path``). Tasks get float32 in [0, 1], channels first.
@@ -79,40 +93,12 @@ class ImagePool:
         self.names = list(names) if names is not None else [str(c) for c in range(len(self.counts))]
         self.num_classes = len(self.counts)
 
-    def sample(self, rng, T, ways, shots):
-        """x (T, ways, shots, 3, H, W) and labels (T, ways, shots): T tasks, distinct images."""
-        return self.gather(*self.draw(rng, T, ways, shots))
-
-    def draw(self, rng, T, ways, shots):
-        """classes (T, N) and drawings (T, N, K): K distinct images of each of N distinct classes."""
-        fewest, name = self.smallest()
-        if not isinstance(ways, (int, np.integer)) or not 1 <= ways <= self.num_classes:
-            raise ValueError(f"ways must lie in [1, {self.num_classes}] (the classes available), got {ways!r}")
-        if not isinstance(shots, (int, np.integer)) or not 1 <= shots <= fewest:
-            raise ValueError(f"shots must lie in [1, {fewest}] (class {name} has {fewest} images), got {shots!r}")
-        if not isinstance(T, (int, np.integer)) or T < 1:
-            raise ValueError(f"the number of tasks must be a positive integer, got {T!r}")
-        classes = np.argsort(rng.random((T, self.num_classes)), axis=1)[:, :ways]   # (T, N)
-        keys = rng.random((T, ways, self.counts.max()))                            # a random order of
-        keys[np.arange(keys.shape[-1]) >= self.counts[classes][..., None]] = 2.0   # each class's images
-        return classes, np.argsort(keys, axis=2)[..., :shots]                      # (T, N, K)
-
     def gather(self, classes, drawings):
         """The images and labels of ``draw``'s tasks: (T, N, K, 3, H, W) float32 and (T, N, K)."""
         rows = self.starts[classes][..., None] + drawings                         # (T, N, K)
         x = self.images[rows.ravel()].reshape(rows.shape + self.images.shape[1:])  # (T, N, K, H, W, 3)
         x = np.multiply(x, np.float32(1 / 255), dtype=np.float32)
         return np.moveaxis(x, -1, -3), task_labels(drawings.shape)
-
-    def smallest(self):
-        """(images in the smallest class, its name)."""
-        c = int(np.argmin(self.counts))
-        return int(self.counts[c]), self.names[c]
-
-    def with_data(self, images):
-        pool = copy.copy(self)
-        pool.images = images
-        return pool
 
 
 def task_labels(shape):
