@@ -77,6 +77,31 @@ def test_training_sampler_tail_is_unseen_data():
         assert not head & {img.tobytes() for img in batches[-1][0][t]}
 
 
+def test_shared_and_separate_tail_differ_in_the_last_minibatch_only():
+    """FOMAML's two tails draw the same tasks and the same first k - 1 minibatches; the shared
+    tail's last minibatch comes from the cycle of the training images (here it wraps around and
+    reuses some), the separate tail's is the held-out image of each class."""
+    pool, _ = pool_of_patterns(drawings=6)
+    kinds = {shared: fewshot.training_sampler(pool, ways=3, shots=5, batch_size=4, inner_iters=4, meta_batch=2,
+                                              tail_shots=1, shared_tail=shared) for shared in (False, True)}
+    separate, shared = (kinds[s](np.random.default_rng(7)) for s in (False, True))
+    assert len(separate) == len(shared) == 4
+    for (xa, ya), (xb, yb) in zip(separate[:-1], shared[:-1]):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    tasks = pool.sample(np.random.default_rng(7), 2, 3, 5)[0]                 # the same draw: (2, 3, 5, 1, 8, 8)
+    for t in range(2):
+        training = {img.tobytes() for img in tasks[t, :, 1:].reshape(-1, 1, 8, 8)}   # all but the held-out one
+        head = {img.tobytes() for x, _ in shared[:-1] for img in x[t]}
+        last_shared = {img.tobytes() for img in shared[-1][0][t]}
+        last_separate = {img.tobytes() for img in separate[-1][0][t]}
+        assert last_shared <= training
+        assert last_shared & head                       # 16 draws from 12 images: the cycle wrapped
+        assert not last_separate & head and not last_separate & last_shared
+    with pytest.raises(ValueError, match="shared_tail needs tail_shots"):
+        fewshot.training_sampler(pool, 3, 5, 4, 4, 2, shared_tail=True)
+
+
 def test_non_transductive_prediction_is_one_query_at_a_time():
     net = mr.omniglot_net(ways=3, width=4, blocks=2, image_size=8)
     rng = np.random.default_rng(2)

@@ -142,30 +142,39 @@ class TrainingSampler:
     ``gather(plan, slots)`` turns the plan of some task slots into minibatches: a driver
     can draw all the tasks and let workers, each with its own copy of the pool, gather
     their slots. The random stream, and so the result, does not depend on the split.
-    With ``tail_shots`` (first-order MAML's separate tail), the last minibatch is
-    ``tail_shots`` images per class that the earlier minibatches never saw.
+    With ``tail_shots``, ``tail_shots`` images per class are held out of the cycle and the
+    last minibatch is either those images (first-order MAML's *separate tail*: data the
+    earlier minibatches never saw) or, with ``shared_tail``, the cycle's next minibatch (the
+    *shared tail*: data of the same training set). The two draw the same random numbers, so
+    for the same generator state they differ in the last minibatch only.
     """
 
-    def __init__(self, pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+    def __init__(self, pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None,
+                 shared_tail=False):
         if tail_shots is not None and not 1 <= tail_shots < shots:
             raise ValueError(f"tail_shots must lie in [1, shots = {shots}), got {tail_shots!r}")
+        if shared_tail and tail_shots is None:
+            raise ValueError("shared_tail needs tail_shots (the images held out of the shared cycle)")
         self.pool, self.ways, self.shots, self.batch_size = pool, ways, shots, batch_size
         self.inner_iters, self.meta_batch, self.tail_shots = inner_iters, meta_batch, tail_shots
+        self.shared_tail = shared_tail
 
     def plan(self, rng):
-        """{"classes" (T, N), "drawings" (T, N, K), "order" (T, k', B)}: the tasks, as indices."""
+        """{"classes" (T, N), "drawings" (T, N, K), "order" (T, k, B)}: the tasks, as indices."""
         classes, drawings = self.pool.draw(rng, self.meta_batch, self.ways, self.shots)
-        tail = self.tail_shots or 0
-        steps = self.inner_iters - (1 if tail else 0)
-        order = cycle_order(rng, self.meta_batch, self.ways * (self.shots - tail), self.batch_size, steps)
+        head = self.ways * (self.shots - (self.tail_shots or 0))            # images in the cycle
+        order = cycle_order(rng, self.meta_batch, head, self.batch_size, self.inner_iters)
         return {"classes": classes, "drawings": drawings, "order": order}
 
     def gather(self, plan, slots=slice(None)):
         """The minibatches [(x_i (t, B, ...), labels_i (t, B))] of the plan's ``slots``."""
         x, labels = self.pool.gather(plan["classes"][slots], plan["drawings"][slots])
         tail = self.tail_shots or 0
-        head = take_batches(*flatten_task(x[:, :, tail:], labels[:, :, tail:]), plan["order"][slots])
-        return head + ([flatten_task(x[:, :, :tail], labels[:, :, :tail])] if tail else [])
+        order = plan["order"][slots]                                          # (t, k, B)
+        if not tail or self.shared_tail:
+            return take_batches(*flatten_task(x[:, :, tail:], labels[:, :, tail:]), order)
+        head = take_batches(*flatten_task(x[:, :, tail:], labels[:, :, tail:]), order[:, :-1])
+        return head + [flatten_task(x[:, :, :tail], labels[:, :, :tail])]
 
     def __call__(self, rng):
         return self.gather(self.plan(rng))
@@ -174,9 +183,9 @@ class TrainingSampler:
         return self.__dict__ | {"pool": None}
 
 
-def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None):
+def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots=None, shared_tail=False):
     """A TrainingSampler (see there)."""
-    return TrainingSampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots)
+    return TrainingSampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots, shared_tail)
 
 
 def predict(net, phi, support, queries, transductive):
