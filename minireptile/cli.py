@@ -357,6 +357,58 @@ def cmd_gradient_combos(args):
         print(f"{result['verdict']}: {claim} ({differences} points, paired)")
 
 
+def cmd_compare(args):
+    from . import comparison
+    config = _config(comparison.CompareConfig, args)
+    out = _out(args)
+    _check_out(out)
+    train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
+    config.check_data(train_pool, test_pool)
+    _prepare_comparison(out, config, args.resume, args.overwrite)
+    print(f"{described}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
+          f"outer {config.outer} eps {config.meta_step}, {config.iterations} iterations per method")
+    args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
+    with _workers(args, config.meta_batch) as workers:
+        results = comparison.run(config, train_pool, test_pool, out, described, resume=args.resume,
+                                 progress=not args.quiet, workers=workers)
+    rows = [[r["label"], f"{r['train_seconds']:.0f} s", k, mode,
+             f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
+            for r in results["methods"].values() for k, modes in r["final"].items() for mode, v in modes.items()]
+    print(_table(rows, ["method", "training", "shots", "mode", f"accuracy over {config.eval_tasks} tasks"]))
+    init = results["variance_at_init"]
+    print("updates at the initial theta, over tasks: " + ", ".join(
+        f"{comparison.LABELS[m]} relative variance {s['relative_variance']:.2f}, cosine to MAML "
+        f"{s.get('cosine', float('nan')):.2f}" for m, s in init.items()))
+    for claim, result in results["claims"].items():
+        print(f"{result['verdict']}: {claim}")
+
+
+def _prepare_comparison(out, config, resume, overwrite):
+    """--resume needs the checkpoints of the same settings; a finished or started comparison is
+    replaced only with --overwrite."""
+    from .train import load_experiment
+    checkpoints = sorted((out.path / "checkpoints").glob("*.npz")) if out.path.is_dir() else []
+    outputs = [out.path / n for n in ("method_comparison.json", "method_comparison.png") if (out.path / n).is_file()]
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if resume:
+        if not checkpoints:
+            raise UsageError(f"--resume: there are no checkpoints in {out.path / 'checkpoints'} to continue")
+        for path in checkpoints:
+            saved = load_experiment(path).get("comparison")
+            if saved is None:
+                raise UsageError(f"--resume: {path} is not a checkpoint of the compare command")
+            differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})" for name, old, new in differences(saved, config)]
+            if differ:
+                raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
+        return
+    if (checkpoints or outputs) and not overwrite:
+        raise UsageError(f"--out {out.path} already holds a comparison: continue it with --resume or replace "
+                         "it with --overwrite")
+    for path in checkpoints + outputs:
+        path.unlink()
+
+
 def cmd_joint(args):
     from . import joint
     out = _out(args)
@@ -434,7 +486,7 @@ def cmd_demo(args):
 # ----------------------------------------------------------------------------- main
 
 def build_parser():
-    from . import combinations
+    from . import combinations, comparison
     from .tasks import experiment, miniimagenet, omniglot, sine
     parser = Parser(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -511,6 +563,12 @@ def build_parser():
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
     _add_config(p, combinations.CombinationsConfig)
+
+    p = command("compare", "Reptile against first-order MAML (shared and separate tail) and exact MAML on "
+                "Omniglot, with the variance of their updates (notebook 05)", cmd_compare, [run, scale])
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
+    _add_config(p, comparison.CompareConfig)
 
     for name, help_text, handler in [
             ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),

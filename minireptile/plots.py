@@ -100,3 +100,39 @@ def joint_vs_reptile(sine_part, omni_part, path):
             ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def method_comparison(results, path):
+    """The comparison of methods (``comparison.run``'s results): held-out accuracy against outer
+    iterations and against training seconds (each K-shot a line style, 95% bands), and each
+    method's relative variance and cosine to MAML's mean update, measured along its own run."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    styles = ["-", "--", ":", "-."]
+    for (method, r), color in zip(results["methods"].items(), plt.cm.tab10.colors):
+        shots = [k for k in r["curve"][0] if k.endswith("-shot")] if r["curve"] else []
+        for k, style in zip(shots, styles):
+            acc = np.array([p[k]["accuracy"] for p in r["curve"]])
+            half = np.array([p[k]["ci95"] for p in r["curve"]])
+            for ax, x in ((axes[0, 0], [p["iteration"] for p in r["curve"]]),
+                          (axes[0, 1], [p["train_seconds"] for p in r["curve"]])):
+                ax.plot(x, acc, style, color=color, marker="o", ms=3, label=f"{r['label']}, {k}")
+                ax.fill_between(x, acc - half, acc + half, color=color, alpha=0.12, lw=0)
+        its = [0] + [v["iteration"] for v in r["variance"]]
+        stats = [results["variance_at_init"]] + [v["statistics"] for v in r["variance"]]
+        axes[1, 0].plot(its, [s[method]["relative_variance"] for s in stats], "o-", color=color, ms=3,
+                        label=r["label"])
+        if all("cosine" in s[method] for s in stats):
+            axes[1, 1].plot(its, [s[method]["cosine"] for s in stats], "o-", color=color, ms=3, label=r["label"])
+    titles = [("outer iteration", "held-out accuracy (non-transductive)", "accuracy by iteration"),
+              ("training seconds (evaluations excluded)", "held-out accuracy (non-transductive)",
+               "accuracy by compute"),
+              ("outer iteration", "tr Cov(update) / |mean update|^2", "relative variance of each update, over tasks"),
+              ("outer iteration", "cosine(mean update, MAML's mean update)", "direction against exact MAML")]
+    for ax, (xlabel, ylabel, title) in zip(axes.ravel(), titles):
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[1, 0].set_yscale("log")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,280 @@
+"""Reptile against first-order and exact MAML on N-way Omniglot, on one footing (notebook 05).
+
+Four methods, each trained from the same initialization on the same tasks with the same inner
+loop (k plain SGD steps of step size lr, so that MAML is exact: it back-propagates through the
+k - 1 inner steps with exact Hessian-vector products) and the same outer optimizer and schedule:
+
+    reptile            lr (g_1 + ... + g_k)         = theta - phi
+    fomaml-shared      lr g_k, the last minibatch drawn from the task's training images
+    fomaml-separate    lr g_k, the last minibatch one held-out image per class (fresh data)
+    maml               lr d L_k(phi_{k-1}(theta)) / d theta
+
+Both FOMAML forms hold one image per class out of the cycle and draw the same random numbers:
+they differ in the last minibatch only. Along training the command records, per method,
+held-out accuracy against outer iterations and against training seconds (evaluations excluded),
+and the spread of every method's update at that method's theta (``variance``: every method's
+meta-gradient for the same tasks); at the end, accuracy on ``eval_tasks`` test tasks, the same
+for every method, so that differences between methods are paired.
+"""
+import dataclasses
+import time
+
+import numpy as np
+
+from . import variance
+from .config import ConfigError, check_choice, check_int, check_step, option, to_dict
+from .losses import softmax_cross_entropy
+from .models import omniglot_net
+from .outputs import as_folder, write_json
+from .tasks import fewshot
+from .train import TrainConfig, meta_train
+
+#: name: (meta_gradient's method, the FOMAML tail or None), and how figures and tables label it
+METHODS = {"reptile": ("reptile", None), "fomaml-shared": ("fomaml", "shared"),
+           "fomaml-separate": ("fomaml", "separate"), "maml": ("maml", None)}
+LABELS = {"reptile": "Reptile", "fomaml-shared": "FOMAML, shared tail",
+          "fomaml-separate": "FOMAML, separate tail", "maml": "MAML (exact)"}
+
+#: The paper's Table 1, 5-way Omniglot on the full dataset (transduction for FOMAML and MAML).
+PAPER = {"reptile": {"1-shot": 95.39, "5-shot": 98.90, "transductive 1-shot": 97.68, "transductive 5-shot": 99.48},
+         "fomaml-shared": {"transductive 1-shot": 98.3, "transductive 5-shot": 99.2},
+         "maml": {"transductive 1-shot": 98.7, "transductive 5-shot": 99.9}}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """The comparison's settings; every method gets the same ones."""
+    ways: int = option(5, "classes per task (N)")
+    shots: tuple = option((1, 5), "support images per class (K) of the evaluations, one curve and one "
+                          "final evaluation each", nargs="+", type=int, train=False)
+    methods: tuple = option(tuple(METHODS), "the methods to train", nargs="+", type=str, train=False)
+    iterations: int = option(3000, "outer iterations of each method; eps anneals over them")
+    inner_lr: float = option(0.05, "inner SGD step size alpha (training and evaluation)")
+    inner_iters: int = option(5, "inner SGD steps per task in training (k)")
+    inner_batch: int = option(10, "images per inner minibatch in training")
+    train_shots: int = option(10, "images per class that a training task draws (FOMAML holds one out)")
+    meta_batch: int = option(5, "tasks per outer iteration (T)")
+    outer: str = option("adam", "outer optimizer of every method (adam: scale-free, so that Reptile's k "
+                        "summed gradients and FOMAML's one get the same step)", choices=("adam", "sgd"))
+    meta_step: float = option(0.001, "outer step size eps at the first iteration")
+    meta_step_final: float = option(0.0, "outer step size eps at the last iteration (linear in between)")
+    eval_iters: int = option(10, "inner SGD steps on the support set when evaluating", train=False)
+    eval_batch: int = option(5, "images per inner minibatch when evaluating", train=False)
+    eval_every: int = option(500, "evaluate, and measure the variance, every this many iterations")
+    eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
+    eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
+    variance_tasks: int = option(100, "tasks whose meta-gradients give the variance at each point")
+    seed: int = option(0, "random seed of the initialization, the tasks and the split")
+
+    def __post_init__(self):
+        for name in ("shots", "methods"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for method in self.methods:
+            check_choice("methods", method, tuple(METHODS))
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError("methods", "distinct names", self.methods)
+        check_int("ways", self.ways, low=2)
+        for k in self.shots:
+            check_int("shots", k)
+        for name in ("iterations", "inner_iters", "inner_batch", "meta_batch", "eval_iters", "eval_batch",
+                     "eval_every", "eval_tasks_during", "eval_tasks"):
+            check_int(name, getattr(self, name))
+        check_int("train_shots", self.train_shots, low=2, why=" (one image per class is FOMAML's tail)")
+        check_int("inner_iters", self.inner_iters, low=2)
+        check_int("variance_tasks", self.variance_tasks, low=2)
+        check_int("seed", self.seed, low=0)
+        check_choice("outer", self.outer, ("adam", "sgd"))
+        check_step("inner_lr", self.inner_lr)
+        check_step("meta_step", self.meta_step, high=1)
+        check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
+
+    def check_data(self, train_pool, test_pool):
+        """Refuse ways and shots that the pools cannot supply (before any work)."""
+        from .tasks.experiment import check_pools
+        check_pools(self.ways, self.shots, train_pool, test_pool)
+        fewest = train_pool.smallest()[0]
+        check_int("train_shots", self.train_shots, low=2, high=fewest,
+                  why=f" (the training data has {fewest} images per class)")
+
+    def train_config(self, method):
+        return TrainConfig(iterations=self.iterations, lr=self.inner_lr, method=METHODS[method][0], inner="sgd",
+                           meta_step=self.meta_step, meta_step_final=self.meta_step_final, outer=self.outer,
+                           seed=self.seed, checkpoint_every=max(1, min(500, self.eval_every)),
+                           eval_every=self.eval_every)
+
+    def sampler(self, pool, method, tasks=None):
+        """The method's TrainingSampler: the FOMAML forms hold one image per class out."""
+        tail = METHODS[method][1]
+        return fewshot.training_sampler(pool, self.ways, self.train_shots, self.inner_batch, self.inner_iters,
+                                        tasks or self.meta_batch, tail_shots=1 if tail else None,
+                                        shared_tail=tail == "shared")
+
+    def evaluation(self, shots):
+        return dict(ways=self.ways, shots=shots, lr=self.inner_lr, inner_iters=self.eval_iters,
+                    batch_size=self.eval_batch, inner="sgd")
+
+
+def update_variance(net, theta, pool, config):
+    """{method: variance statistics} of every method's meta-gradient at ``theta``, each on the
+    same ``config.variance_tasks`` tasks (the same at every call), cosines against MAML's mean."""
+    methods = {}
+    for method in METHODS:
+        batches = config.sampler(pool, method, config.variance_tasks)(np.random.default_rng(config.seed + 3))
+        methods[method] = (METHODS[method][0], batches)
+    grads = variance.task_gradients(net, theta, methods["reptile"][1], config.inner_lr, softmax_cross_entropy,
+                                    methods)
+    return variance.compare({m: config.inner_lr * g for m, g in grads.items()}, "maml", config.meta_batch)
+
+
+def held_out(net, theta, test_pool, config, progress=False, workers=None):
+    """{"K-shot": accuracy, "K-shot ci95": ..., "K-shot transductive": ..., ...} on the same
+    ``config.eval_tasks_during`` test tasks at every call, for each of ``config.shots``."""
+    scores = {}
+    for k in config.shots:
+        result = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(config.seed + 1),
+                                  tasks=config.eval_tasks_during, progress=progress, desc=f"evaluating {k}-shot",
+                                  workers=workers, **config.evaluation(k))
+        for mode, (acc, ci) in result.items():
+            name = f"{k}-shot" + (" transductive" if mode == "transductive" else "")
+            scores |= {name: acc, f"{name} ci95": ci}
+    return scores
+
+
+def train_method(net, method, config, train_pool, test_pool, checkpoint=None, resume=False, progress=True,
+                 workers=None):
+    """Meta-train one method; returns its TrainResult, whose evaluations hold, every
+    ``eval_every`` iterations, the held-out accuracy for each of ``config.shots`` and every
+    method's update statistics at this method's theta (keys "variance/<method>/<statistic>")."""
+    rng = np.random.default_rng
+
+    def periodic(theta):
+        scores = held_out(net, theta, test_pool, config, progress, workers)
+        for m, stats in update_variance(net, theta, train_pool, config).items():
+            scores |= {f"variance/{m}/{stat}": value for stat, value in stats.items()}
+        return scores
+
+    theta = net.init(rng(config.seed), dtype=np.float32)
+    return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
+                      config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=periodic,
+                      experiment={"comparison": to_dict(config), "method": method}, progress=progress,
+                      desc=f"{LABELS[method]}", workers=workers)
+
+
+def _curve(evals, shots, at_init):
+    """The learning curve (from the initial theta's scores ``at_init``) and the variance
+    statistics out of meta_train's evaluations."""
+    curve, spread = [], []
+    for it, scores in [(0, at_init | {"train_seconds": 0.0})] + evals:
+        point = {"iteration": it, "train_seconds": scores["train_seconds"]}
+        for k in shots:
+            point[f"{k}-shot"] = {"accuracy": scores[f"{k}-shot"], "ci95": scores[f"{k}-shot ci95"],
+                                  "transductive": scores[f"{k}-shot transductive"],
+                                  "transductive_ci95": scores[f"{k}-shot transductive ci95"]}
+        curve.append(point)
+        if it == 0:
+            continue
+        stats = {}
+        for key, value in scores.items():
+            if key.startswith("variance/"):
+                _, method, stat = key.split("/")
+                stats.setdefault(method, {})[stat] = value
+        spread.append({"iteration": it, "statistics": stats})
+    return curve, spread
+
+
+def run(config, train_pool, test_pool, out, split="", resume=False, progress=True, workers=None):
+    """The comparison into the folder ``out``: method_comparison.json and .png, and a resumable
+    checkpoint per method under ``checkpoints/``. Returns the results (the JSON's content)."""
+    from . import plots
+    out = as_folder(out)
+    net = omniglot_net(config.ways)
+    theta0 = net.init(np.random.default_rng(config.seed), dtype=np.float32)
+    results = {"config": to_dict(config), "split": split, "paper_table_1": PAPER,
+               "variance_at_init": update_variance(net, theta0, train_pool, config), "methods": {}}
+    at_init = held_out(net, theta0, test_pool, config, progress, workers)
+    hits = {}
+    for method in config.methods:
+        began = time.perf_counter()
+        result = train_method(net, method, config, train_pool, test_pool, out.file(f"checkpoints/{method}.npz"),
+                              resume, progress, workers)
+        final = {}
+        for k in config.shots:
+            scores = fewshot.task_scores(net, result.theta, test_pool, np.random.default_rng(config.seed + 2),
+                                         config.eval_tasks, progress=progress, desc=f"final {k}-shot",
+                                         workers=workers, **config.evaluation(k))
+            hits[method, k] = scores
+            final[f"{k}-shot"] = {mode: dict(zip(("accuracy", "ci95"), map(float, fewshot.mean_ci(h[0]))))
+                                  for mode, h in scores.items()}
+        curve, spread = _curve(result.evals, config.shots, at_init)
+        last = result.evals[-1][1]["train_seconds"] if result.evals else result.seconds
+        results["methods"][method] = {
+            "label": LABELS[method], "iterations": config.iterations, "train_seconds": last,
+            "seconds_per_iteration": last / config.iterations, "wall_seconds": time.perf_counter() - began,
+            "test_tasks": config.eval_tasks, "final": final, "curve": curve, "variance": spread}
+    results["paired"] = paired_differences(hits, config)
+    results["claims"] = claims(results)
+    write_json(out.file("method_comparison.json"), results)
+    plots.method_comparison(results, out.file("method_comparison.png"))
+    return results
+
+
+def paired_differences(hits, config):
+    """{"K-shot": {mode: {"A - B": {"mean", "ci95"}}}}: each method against MAML (or the last
+    method, without MAML), on the same final test tasks."""
+    methods = config.methods
+    reference = "maml" if "maml" in methods else methods[-1]
+    out = {}
+    for k in config.shots:
+        out[f"{k}-shot"] = {mode: {f"{m} - {reference}": dict(zip(("mean", "ci95"), map(float, fewshot.paired_difference(
+            hits[m, k][mode][0], hits[reference, k][mode][0])))) for m in methods if m != reference}
+            for mode in ("non-transductive", "transductive")}
+    return out
+
+
+#: Two methods "perform similarly" when the paired 95% interval of their difference lies within this.
+SIMILAR = 0.02
+
+
+def claims(results):
+    """The post's two claims about Reptile and MAML, read from the results: {claim: {"verdict", ...}}."""
+    methods = results["methods"]
+    out = {}
+    if "reptile" in methods and "maml" in methods:
+        rows = {f"{k} {mode}": d["reptile - maml"] for k, modes in results["paired"].items()
+                for mode, d in modes.items()}
+        within = all(abs(d["mean"]) + d["ci95"] < SIMILAR for d in rows.values())
+        apart = any(abs(d["mean"]) - d["ci95"] > SIMILAR for d in rows.values())
+        out["Reptile and MAML yield similar performance"] = {
+            "verdict": "holds" if within else "does not hold" if apart else "undecided at this budget",
+            "rule": f"every paired 95% interval of Reptile - MAML within +-{100 * SIMILAR:g} points",
+            "differences": rows}
+    points = [(at, stats) for at, stats in [("init", results["variance_at_init"])] +
+              [(f"{m} at {v['iteration']}", v["statistics"]) for m, r in methods.items() for v in r["variance"]]]
+    lower = [all(s["reptile"]["relative_variance"] < s[m]["relative_variance"] for m in s if m != "reptile")
+             for _, s in points]
+    out["Reptile's update has lower variance"] = {
+        "verdict": "holds" if all(lower) else "does not hold" if not any(lower) else "holds at some points only",
+        "rule": "Reptile's relative variance (trace of the covariance / squared norm of the mean) below every "
+                "other method's, at the initial theta and at every checkpoint of every run",
+        "lower_at": [at for (at, _), low in zip(points, lower) if low],
+        "not_lower_at": [at for (at, _), low in zip(points, lower) if not low]}
+    if "reptile" in methods and "maml" in methods and methods["maml"]["curve"]:
+        out["Reptile converges faster (at equal training seconds)"] = faster(methods["reptile"], methods["maml"])
+    return out
+
+
+def faster(reptile, maml):
+    """Reptile's accuracy against MAML's at the same training seconds (the shorter run's end,
+    MAML's curve interpolated there), for the first evaluated shot count."""
+    shot = next(k for k in reptile["curve"][0] if k.endswith("-shot"))
+    curve = lambda r, key: np.array([p[shot][key] if key in p[shot] else p[key] for p in r["curve"]])
+    t_r, t_m = curve(reptile, "train_seconds"), curve(maml, "train_seconds")
+    at = min(t_r[-1], t_m[-1])
+    acc = {name: float(np.interp(at, t, curve(r, "accuracy")))
+           for name, r, t in (("reptile", reptile, t_r), ("maml", maml, t_m))}
+    half = float(np.hypot(np.interp(at, t_r, curve(reptile, "ci95")), np.interp(at, t_m, curve(maml, "ci95"))))
+    difference = acc["reptile"] - acc["maml"]
+    verdict = "holds" if difference > half else "does not hold" if difference < -half else "undecided at this budget"
+    return {"verdict": verdict, "seconds": float(at), "shots": shot, "accuracy": acc,
+            "difference": difference, "ci95": half,
+            "rule": "held-out accuracy during training at the same training seconds (evaluations excluded)"}
