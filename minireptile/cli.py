@@ -430,7 +430,7 @@ def cmd_joint(args):
 
 def cmd_figures(args):
     """Regenerate every figure at full budget (the Omniglot ones need --data)."""
-    from . import analysis, combinations, joint
+    from . import analysis, combinations, comparison, joint
     from .tasks import sine
     out = _out(args)
     _check_out(out)
@@ -448,6 +448,8 @@ def cmd_figures(args):
         smoke = dict(iterations=4, eval_every=2, eval_tasks=3) if args.smoke else {}
         config = combinations.CombinationsConfig(**smoke)
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
+        smoke = dict(iterations=2, eval_every=1, eval_tasks=2, eval_tasks_during=2, variance_tasks=2) if args.smoke else {}
+        comparison.run(comparison.CompareConfig(**smoke), pools[0], pools[1], out, pools[2], progress=progress)
 
 
 # ----------------------------------------------------------------------------- course

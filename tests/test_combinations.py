@@ -93,5 +93,6 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
     assert main(["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]) == 0
-    for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations"):
+    for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations",
+                 "method_comparison"):
         assert (out / f"{name}.png").is_file(), name
