@@ -376,9 +376,9 @@ def cmd_compare(args):
             for r in results["methods"].values() for k, modes in r["final"].items() for mode, v in modes.items()]
     print(_table(rows, ["method", "training", "shots", "mode", f"accuracy over {config.eval_tasks} tasks"]))
     init = results["variance_at_init"]
-    print("updates at the initial theta, over tasks: " + ", ".join(
-        f"{comparison.LABELS[m]} relative variance {s['relative_variance']:.2f}, cosine to MAML "
-        f"{s.get('cosine', float('nan')):.2f}" for m, s in init.items()))
+    print(f"updates at the initial theta, over {config.variance_tasks} tasks: " + "; ".join(
+        f"{comparison.LABELS[m]}: relative variance {s['relative_variance_corrected']:.2f} (bias-corrected), "
+        f"cosine to MAML {s.get('cosine', float('nan')):.2f}" for m, s in init.items()))
     for claim, result in results["claims"].items():
         print(f"{result['verdict']}: {claim}")
 

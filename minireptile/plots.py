@@ -119,14 +119,16 @@ def method_comparison(results, path):
                 ax.fill_between(x, acc - half, acc + half, color=color, alpha=0.12, lw=0)
         its = [0] + [v["iteration"] for v in r["variance"]]
         stats = [results["variance_at_init"]] + [v["statistics"] for v in r["variance"]]
-        axes[1, 0].plot(its, [s[method]["relative_variance"] for s in stats], "o-", color=color, ms=3,
-                        label=r["label"])
+        relative = np.array([s[method]["relative_variance_corrected"] for s in stats], dtype=float)
+        relative[~np.isfinite(relative)] = np.nan                     # no expected update visible there
+        axes[1, 0].plot(its, relative, "o-", color=color, ms=3, label=r["label"])
         if all("cosine" in s[method] for s in stats):
             axes[1, 1].plot(its, [s[method]["cosine"] for s in stats], "o-", color=color, ms=3, label=r["label"])
     titles = [("outer iteration", "held-out accuracy (non-transductive)", "accuracy by iteration"),
               ("training seconds (evaluations excluded)", "held-out accuracy (non-transductive)",
                "accuracy by compute"),
-              ("outer iteration", "tr Cov(update) / |mean update|^2", "relative variance of each update, over tasks"),
+              ("outer iteration", "tr Cov(update) / |E update|^2 (bias-corrected)",
+               "relative variance of each method's update, over tasks"),
               ("outer iteration", "cosine(mean update, MAML's mean update)", "direction against exact MAML")]
     for ax, (xlabel, ylabel, title) in zip(axes.ravel(), titles):
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

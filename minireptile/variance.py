@@ -12,6 +12,11 @@ same theta and on the same minibatches, and compare, per method,
 
 A lower relative variance means that a meta-batch points more reliably along the method's own
 expected update; the cosine says how far that expected update is from MAML's.
+
+The sample mean of n tasks is itself noisy: E|m|^2 = |E g|^2 + tr S / n. So when the expected update
+is small next to the spread (relative variance near or above n), |m|^2 mostly measures that noise and
+the plain relative variance saturates near n. ``corrected`` adds the unbiased estimate
+signal = |m|^2 - tr S / n of |E g|^2, and the relative variance and signal-to-noise computed from it.
 """
 import numpy as np
 
@@ -49,7 +54,17 @@ def statistics(grads, meta_batch=5, reference=None):
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64)
         stats["cosine"] = float(mean @ reference / (np.sqrt(mean2) * np.linalg.norm(reference)))
-    return stats
+    return corrected(stats)
+
+
+def corrected(stats):
+    """``stats`` with the bias of the sample mean removed (see the module's docstring): "signal"
+    (unbiased for |E g|^2; negative when the noise hides it), "relative_variance_corrected"
+    (inf when signal <= 0: no expected update is visible with this many tasks) and "snr_corrected"."""
+    n, trace, mean2 = stats["tasks"], stats["trace"], stats["mean_norm"] ** 2
+    signal = mean2 - trace / n
+    return stats | {"signal": signal, "relative_variance_corrected": trace / signal if signal > 0 else np.inf,
+                    "snr_corrected": signal / (trace / stats["meta_batch"]) if trace > 0 else np.inf}
 
 
 def compare(grads, reference="maml", meta_batch=5):

@@ -65,7 +65,8 @@ def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--methods", "reptile", "mamal"], "--methods must be one of reptile, fomaml-shared, fomaml-separate, maml, got mamal"),
+    (["--methods", "reptile", "mamal"],
+     "--methods must be one of reptile, fomaml-shared, fomaml-separate, maml, got mamal"),
     (["--methods", "maml", "maml"], "--methods must be distinct names, got maml maml"),
     (["--train-shots", "1"], "--train-shots must be an integer of at least 2"),
     (["--train-shots", "5"], "--train-shots must be an integer from 2 to 4 (the training data has 4 images per class)"),

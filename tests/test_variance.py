@@ -49,3 +49,18 @@ def test_the_relative_variance_is_free_of_scale_and_needs_two_tasks():
     assert variance.statistics(3 * g)["trace"] == pytest.approx(9 * variance.statistics(g)["trace"])
     with pytest.raises(ValueError, match="at least 2 tasks, got 1"):
         variance.statistics(g[:1])
+
+
+def test_the_corrected_signal_is_unbiased_where_the_plain_relative_variance_saturates():
+    """u_t = mu + noise, |mu|^2 = 20, tr Cov = 200: the true relative variance is 10. With 20 tasks
+    the plain one sees |m|^2 = 20 + 200 / 20 on average and stays near 6.7; the corrected signal
+    averages to 20 over many draws."""
+    rng = np.random.default_rng(0)
+    mu = np.full(200, np.sqrt(20 / 200))
+    draws = [variance.statistics(mu + rng.standard_normal((20, 200))) for _ in range(400)]
+    assert np.mean([d["signal"] for d in draws]) == pytest.approx(20, rel=0.05)
+    assert np.mean([d["relative_variance"] for d in draws]) == pytest.approx(200 / 30, rel=0.05)
+    assert np.median([d["relative_variance_corrected"] for d in draws]) == pytest.approx(10, rel=0.15)
+    noise = variance.statistics(rng.standard_normal((20, 200)))           # no expected update at all
+    assert noise["relative_variance"] == pytest.approx(20, rel=0.15)          # saturates at n
+    assert abs(noise["signal"]) < 0.5 * noise["trace"] / 20                    # and the signal is ~0
