@@ -107,7 +107,7 @@ def test_update_variance_measures_every_method_on_the_same_tasks():
 def results_for(differences, relative, curves):
     """A results dict as run() writes it, with the given paired differences (reptile - maml),
     relative variances {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]}."""
-    stats = {m: {"relative_variance": v} for m, v in relative.items()}
+    stats = {m: {"relative_variance_corrected": v} for m, v in relative.items()}
     methods = {m: {"variance": [{"iteration": 10, "statistics": stats}],
                    "curve": [{"iteration": i, "train_seconds": t, "1-shot": {"accuracy": a, "ci95": c}}
                              for i, (t, a, c) in enumerate(curves[m])]} for m in ("reptile", "maml")}
@@ -126,3 +126,8 @@ def test_claims_hold_fail_or_stay_undecided():
                                            {"reptile": curves["reptile"], "maml": [(0, 0.2, 0.01), (10, 0.59, 0.05)]}))
     verdicts = [c["verdict"] for c in claims.values()]
     assert verdicts[0] == verdicts[2] == "undecided at this budget"
+    # where noise hides MAML's expected update (corrected relative variance inf), a visible one is lower
+    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 5.0, "maml": np.inf}, curves))
+    assert claims["Reptile's update has lower variance"]["verdict"] == "holds"
+    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": np.inf, "maml": np.inf}, curves))
+    assert claims["Reptile's update has lower variance"]["verdict"] == "does not hold"
