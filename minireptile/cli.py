@@ -574,7 +574,7 @@ def build_parser():
 
     for name, help_text, handler in [
             ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
-            ("figures", "regenerate every figure at full budget (about an hour)", cmd_figures)]:
+            ("figures", "regenerate every figure at full budget (hours: the sum of the commands above)", cmd_figures)]:
         p = command(name, help_text, handler, [scale] if name == "joint" else [])
         p.add_argument("--data", help=data_help + "; the Omniglot parts are skipped without it")
         p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
