@@ -79,7 +79,8 @@ def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path
 ])
 def test_compare_refuses_bad_values_in_one_line_before_any_work(data, tmp_path, capsys, flags, message):
     out = tmp_path / "cmp"
-    argv = ["compare", "--data", str(data), "--out", str(out), "--test-alphabets", "C", "--ways", "3", *flags]
+    argv = ["compare", "--data", str(data), "--out", str(out), "--test-alphabets", "C", "--ways", "3", "--shots", "1", "2",
+            *flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
