@@ -116,12 +116,12 @@ class CompareConfig:
 def update_variance(net, theta, pool, config):
     """{method: variance statistics} of every method's meta-gradient at ``theta``, each on the
     same ``config.variance_tasks`` tasks (the same at every call), cosines against MAML's mean."""
-    methods = {}
-    for method in METHODS:
-        batches = config.sampler(pool, method, config.variance_tasks)(np.random.default_rng(config.seed + 3))
-        methods[method] = (METHODS[method][0], batches)
-    grads = variance.task_gradients(net, theta, methods["reptile"][1], config.inner_lr, softmax_cross_entropy,
-                                    methods)
+    draws = {}                                       # one draw per kind of tail: Reptile and MAML share theirs
+    for method, (_, tail) in METHODS.items():
+        if tail not in draws:
+            draws[tail] = config.sampler(pool, method, config.variance_tasks)(np.random.default_rng(config.seed + 3))
+    methods = {method: (gradient, draws[tail]) for method, (gradient, tail) in METHODS.items()}
+    grads = variance.task_gradients(net, theta, draws[None], config.inner_lr, softmax_cross_entropy, methods)
     return variance.compare({m: config.inner_lr * g for m, g in grads.items()}, "maml", config.meta_batch)
 
 
@@ -144,15 +144,13 @@ def train_method(net, method, config, train_pool, test_pool, checkpoint=None, re
     """Meta-train one method; returns its TrainResult, whose evaluations hold, every
     ``eval_every`` iterations, the held-out accuracy for each of ``config.shots`` and every
     method's update statistics at this method's theta (keys "variance/<method>/<statistic>")."""
-    rng = np.random.default_rng
-
     def periodic(theta):
         scores = held_out(net, theta, test_pool, config, progress, workers)
         for m, stats in update_variance(net, theta, train_pool, config).items():
             scores |= {f"variance/{m}/{stat}": value for stat, value in stats.items()}
         return scores
 
-    theta = net.init(rng(config.seed), dtype=np.float32)
+    theta = net.init(np.random.default_rng(config.seed), dtype=np.float32)
     return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
                       config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=periodic,
                       experiment={"comparison": to_dict(config), "method": method}, progress=progress,
