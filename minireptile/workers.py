@@ -13,12 +13,21 @@ The random stream stays in the driver, so the tasks never depend on the number o
 floating-point rounding can (BLAS blocking), and with one BLAS thread per worker not even that.
 Each worker receives a pool of images once: local processes memory-map a file the driver writes,
 Dask workers get it once through ``scatter``; a task carries only its indices.
+
+Nothing outlives the driver. Local workers ignore Ctrl-C and SIGTERM (the driver answers them: it
+finishes the iteration, writes the checkpoint and closes the pool), and each one watches its parent:
+when the driver is gone, however it died (SIGKILL included), the worker removes the pool files and
+exits within a second. The watch is a thread that polls ``os.getppid()``, on every platform; a
+Linux parent-death signal would be quicker, but it kills the worker before it can remove the files.
+Dask workers belong to the user's cluster: closing the client cancels the driver's futures there.
 """
 import concurrent.futures as cf
 import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -50,12 +59,19 @@ class Workers:
         (default: the cores divided among the workers, so that workers x threads = cores)."""
         import multiprocessing
         threads = threads or max(1, (os.cpu_count() or 1) // n)
-        with _environment({name: str(threads) for name in BLAS_THREADS}):
-            executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_ignore_ctrl_c)
-            started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
-            cf.wait(started)                                         # these settings
-        return cls(executor, n)
+        folder = tempfile.mkdtemp(prefix="minireptile-workers-")     # the pool files; the workers
+        try:                                                         # remove it if the driver dies
+            with _environment({name: str(threads) for name in BLAS_THREADS}):
+                executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_start_worker, initargs=(os.getpid(), folder))
+                started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
+                cf.wait(started)                                         # these settings
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        workers = cls(executor, n)
+        workers._folder = folder
+        return workers
 
     @classmethod
     def dask(cls, address):
@@ -81,7 +97,6 @@ class Workers:
             if self.client is not None:
                 images, path = self.client.scatter(pool.images, broadcast=True), None
             elif path is None:
-                self._folder = self._folder or tempfile.mkdtemp(prefix="minireptile-workers-")
                 path = os.path.join(self._folder, f"{key}.npy")
                 np.save(path, pool.images)
             self._shared[id(pool)] = ((key, path, template), images)
@@ -102,7 +117,7 @@ class Workers:
                 self.slot_fn, handle, images, sampler, {name: indices[s] for name, indices in plan.items()},
                 net, theta, loss, config.lr, config.method, config.inner,
                 None if state is None else _slot_state(state, s)) for s in self.slots(len(plan["classes"]))]
-            results = [f.result() for f in futures]
+            results = _results(futures)
         direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
         losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
@@ -113,15 +128,19 @@ class Workers:
         worker), joined along ``axis`` of the results in row order. ``fn`` must be importable."""
         with _worker_faults():
             futures = [self.executor.submit(fn, rows[group], *args) for group in self.slots(len(rows))]
-            return np.concatenate([f.result() for f in futures], axis=axis)
+            return np.concatenate(_results(futures), axis=axis)
 
     def score(self, net, thetas, pool, plans, **adapt):
         """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""
         handle, images = self.share(pool)
         with _worker_faults():
             futures = [self.executor.submit(_score, handle, images, net, thetas, plan, adapt) for plan in plans]
-            for future in futures:
-                yield future.result()
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:                                # stopped early (Ctrl-C, an error): drop the rest
+                for future in futures:
+                    future.cancel()
 
     def close(self):
         if self._owns:
@@ -137,6 +156,16 @@ class Workers:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _results(futures):
+    """The futures' results in order; if waiting is interrupted, the others are cancelled."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 @contextmanager
@@ -164,10 +193,24 @@ def _join_states(states):
 
 # -- what runs in a worker
 
-def _ignore_ctrl_c():
-    """Ctrl-C reaches every process of the terminal; only the driver answers it (it finishes
-    the iteration and writes the checkpoint), so the workers must not die of it."""
+def _start_worker(driver, folder):
+    """Ctrl-C reaches every process of the terminal, and a scheduler's SIGTERM every process of the
+    job; only the driver answers them (it finishes the iteration and writes the checkpoint), so the
+    workers must not die of them. And a worker must not outlive its driver: see ``_watch``."""
+    from ._malloc import tune_malloc
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_malloc()                                  # a worker process is ours: see _malloc.py
+    threading.Thread(target=_watch, args=(driver, folder), daemon=True, name="minireptile-watch").start()
+
+
+def _watch(driver, folder, every=0.25):
+    """Once the driver is no longer this process's parent (it died; the orphan was adopted by
+    init or a subreaper), remove the shared pool files and end the process at once."""
+    while os.getppid() == driver:
+        time.sleep(every)
+    shutil.rmtree(folder, ignore_errors=True)
+    os._exit(1)
 
 
 def _ready():

@@ -130,3 +130,101 @@ def test_gradient_combinations_split_their_runs_over_workers():
         split = workers.map_rows(combinations.inner_gradients, theta, net, batches, 0.03, axis=1)
     assert split.shape == together.shape == (4, 4, net.num_params)
     np.testing.assert_allclose(split, together, rtol=1e-5, atol=1e-6)
+
+
+def children(pid):
+    """Every live descendant of ``pid`` (workers and the resource tracker), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            for child in (task / "children").read_text().split():
+                found.append(int(child))
+                todo.append(int(child))
+    return found
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start_training(data, tmp_path, *extra, started=None):
+    """omniglot --workers 2 in a subprocess with its own TMPDIR (so its pool files can be counted);
+    waits until ``started(out)`` holds (default: a checkpoint exists); returns (process, out, tmp,
+    the descendants then)."""
+    tmp, out = tmp_path / "tmp", tmp_path / "run"
+    tmp.mkdir(exist_ok=True)
+    started = started or (lambda out: (out / "checkpoint.npz").exists())
+    env = os.environ | {"MINIREPTILE_CACHE": str(tmp_path / "cache"), "TMPDIR": str(tmp)}
+    argv = [sys.executable, "-m", "minireptile", "omniglot", "--data", str(data), "--test-alphabets", "C",
+            "--out", str(out), "--workers", "2", "--iterations", "100000", "--train-shots", "3",
+            "--meta-batch", "2", "--inner-iters", "2", "--checkpoint-every", "5", "--eval-every", "0",
+            "--quiet", *extra]
+    process = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not started(out) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    return process, out, tmp, children(process.pid)
+
+
+def gone_within(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.fixture
+def reaper():
+    """Kills whatever a test's run left behind, pass or fail."""
+    pids = []
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
+def test_a_driver_killed_with_sigkill_leaves_no_worker_and_no_pool_file(data, tmp_path, reaper):
+    process, out, tmp, descendants = start_training(data, tmp_path)
+    reaper.extend(descendants + [process.pid])
+    assert len(descendants) >= 2 and list(tmp.glob("minireptile-workers-*")), descendants
+    process.kill()                                               # the OOM killer, a hard time limit
+    process.communicate(timeout=60)
+    assert gone_within(descendants, 10) == []
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
+def test_sigterm_stops_like_ctrl_c_and_resume_continues(data, tmp_path, reaper):
+    process, out, tmp, descendants = start_training(data, tmp_path)
+    reaper.extend(descendants + [process.pid])
+    process.terminate()                                          # kill PID: what Slurm sends at a time limit
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    assert "terminated (SIGTERM): stopped at iteration" in stderr and "--resume" in stderr
+    assert gone_within(descendants, 10) == []
+    assert list(tmp.iterdir()) == []
+    with np.load(out / "checkpoint.npz") as ckpt:
+        stopped = int(ckpt["iteration"])
+        assert stopped >= 5 and np.isfinite(ckpt["theta"]).all()
+    later = lambda out: _iteration(out / "checkpoint.npz") > stopped
+    process, out, tmp, descendants = start_training(data, tmp_path, "--resume", started=later)
+    reaper.extend(descendants + [process.pid])
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert _iteration(out / "checkpoint.npz") > stopped                # continued, did not start again
+
+
+def _iteration(checkpoint):
+    try:
+        with np.load(checkpoint) as ckpt:
+            return int(ckpt["iteration"])
+    except (OSError, ValueError, KeyError):                 # being replaced at this moment
+        return -1
