@@ -1,5 +1,4 @@
 """minireptile: Reptile, first-order and exact MAML, with hand-written backprop in NumPy."""
-from ._malloc import tune_malloc
 from .gradcheck import check_gradient, check_layer, numerical_gradient, rel_error
 from .inner import AdamState, inner_adam, inner_sgd
 from .layers import BatchNorm, Conv2d, Flatten, Layer, Linear, MaxPool2d, ReLU, Tanh
@@ -11,5 +10,3 @@ from .params import ParamSpec
 from .train import TrainConfig, TrainResult, load_theta, meta_train
 
 __version__ = "0.1.0"
-
-tune_malloc()

@@ -9,6 +9,8 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: not
     sys.exit(130)
 
 if __name__ == "__main__":          # worker processes import this module too (spawn): no second run
+    from ._malloc import tune_malloc
+    tune_malloc()                   # this program owns the process: keep freed buffers for reuse
     try:
         sys.exit(main())
     except BrokenPipeError:         # the output went into a program that stopped reading (| head)

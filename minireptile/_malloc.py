@@ -8,8 +8,10 @@ page it touches. On the development machine that made a BatchNorm forward pass
 thresholds below lets glibc reuse the same memory pass after pass; the cost is
 that the process keeps its peak heap (tens of MB here) until it exits.
 
-Applied once on import, only on Linux with glibc; set MINIREPTILE_NO_MALLOPT=1
-to leave the allocator alone.
+This is process-wide tuning, so the library never applies it on import: the
+programs that own their process do (``python -m minireptile`` and its worker
+processes), only on Linux with glibc; set MINIREPTILE_NO_MALLOPT=1 to leave the
+allocator alone there too. A notebook or script may call ``tune_malloc()`` itself.
 """
 import ctypes
 import ctypes.util

@@ -7,11 +7,14 @@ naming the flag, with exit status 2 and no output folder. The experiments live i
 """
 import argparse
 import dataclasses
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import ConfigError, differences
-from .outputs import RunFolder, write_json
+from .outputs import OutputError, RunFolder, check_writable, write_json
 
 
 class UsageError(Exception):
@@ -60,22 +63,35 @@ def _config(cls, args, **changes):
     return cls(**(values | changes))
 
 
-def _out(args):
+def _out(args, outputs=None):
+    """The RunFolder of --out, checked whole before any work; with ``outputs`` (the command's file
+    names), refused if it holds one of them already, unless --overwrite."""
+    check_writable(args.out)
     args.folder = RunFolder(args.out)
+    if outputs is not None:
+        args.folder.claim(outputs, args.overwrite)
     return args.folder
 
 
-def _check_out(out, flag="--out"):
-    if out.path.exists() and not out.path.is_dir():
-        raise UsageError(f"{flag} {out.path} is a file, not a folder")
+def _json_out(args):
+    """--json FILE of the -eval commands: checked before any work, replaced only with --overwrite."""
+    if not args.json:
+        return None
+    path = Path(args.json)
+    check_writable(path.parent, "--json")
+    if path.is_dir():
+        raise UsageError(f"--json {path} is a folder: give a file name")
+    folder = RunFolder(path.parent)
+    folder.claim([path.name], args.overwrite, "--json")
+    return folder
 
 
-def _pools(args, test_alphabets, seed=0):
+def _pools(args, test_alphabets, seed=0, origin="given"):
     """The Omniglot pools of --data, split by --test-alphabets (or the default); a folder that is
     missing or holds no readable Omniglot is refused naming --data."""
     from .tasks import omniglot
     try:
-        return omniglot.pools(args.data, test_alphabets, seed)
+        return omniglot.pools(args.data, test_alphabets, seed, origin=origin)
     except ConfigError:
         raise
     except ValueError as err:
@@ -86,7 +102,6 @@ def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
     """Refuse to mix runs: --resume needs a checkpoint written with the same training arguments;
     an existing run is replaced only with --overwrite (its files are removed first)."""
     from .train import load_experiment, load_progress
-    _check_out(out)
     checkpoint = out.path / "checkpoint.npz"
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
@@ -150,7 +165,7 @@ def _table(rows, header):
 
 def _trained(result, iterations):
     resumed = f" (resumed at iteration {result.resumed_at})" if result.resumed_at else ""
-    return f"trained {iterations} iterations in {result.seconds:.1f} s{resumed}"
+    return f"trained {iterations} iterations in {result.seconds:.1f} s (evaluations excluded){resumed}"
 
 
 # ----------------------------------------------------------------------------- sine
@@ -162,7 +177,7 @@ def cmd_sine(args):
     _prepare_run(out, config, resume=args.resume, overwrite=args.overwrite)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     results = sine.run(config, out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {config.iterations} iterations in {results['train_seconds']:.1f} s")
+    print(f"trained {config.iterations} iterations in {results['train_seconds']:.1f} s (evaluations excluded)")
     print("held-out MSE (mean over 100 tasks) after this many SGD steps on 10 points:")
     rows = [[name, *(f"{v:.3f}" for v in results[key]["mean"])]
             for name, key in [(config.method, "evaluation"), ("joint", "joint"), ("random init", "random_init")]
@@ -176,7 +191,7 @@ def cmd_omniglot(args):
     from .models import omniglot_net
     from .tasks import omniglot
     config = _config(omniglot.OmniglotConfig, args)
-    _check_out(_out(args))
+    _out(args)
     pools = _pools(args, config.test_alphabets, config.seed)
     config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
     _train_fewshot(args, config, omniglot_net(config.ways), pools.train, pools.test, None, pools.description)
@@ -186,7 +201,7 @@ def cmd_miniimagenet(args):
     from .models import miniimagenet_net
     from .tasks import miniimagenet
     config = _config(miniimagenet.MiniImageNetConfig, args)
-    _check_out(_out(args))
+    _out(args)
     pools = _miniimagenet_pools(args)
     _train_fewshot(args, config, miniimagenet_net(config.ways), pools["train"], pools["test"], pools.get("val"),
                    pools.description)
@@ -229,17 +244,19 @@ def cmd_omniglot_eval(args):
     from .models import omniglot_net
     from .tasks import experiment
     config = _config(experiment.EvalConfig, args)
+    args.folder = _json_out(args)
     saved = _saved_config(args.checkpoint)
     test_alphabets = args.test_alphabets or saved.get("test_alphabets")
-    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0))
-    source = " (the checkpoint's split)" if test_alphabets and not args.test_alphabets else ""
-    _evaluate(args, config, omniglot_net, "an Omniglot", test_pool, described + source)
+    origin = "given" if args.test_alphabets else "the checkpoint's split"
+    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0), origin)
+    _evaluate(args, config, omniglot_net, "an Omniglot", test_pool, described)
 
 
 def cmd_miniimagenet_eval(args):
     from .models import miniimagenet_net
     from .tasks import miniimagenet
     config = _config(miniimagenet.MiniImageNetEvalConfig, args)
+    args.folder = _json_out(args)
     _saved_config(args.checkpoint)              # a missing or foreign checkpoint is refused before the cache is built
     pools = _miniimagenet_pools(args)
     if args.split not in pools:
@@ -271,7 +288,6 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
     state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
-    args.folder = RunFolder(Path(args.json).parent) if args.json else None
     with _workers(args) as workers:
         final = experiment.final_evaluation(make_net(ways), theta, test_pool, state, config.evaluation(),
                                             config.eval_tasks, config.seed + 2, progress=not args.quiet,
@@ -294,10 +310,10 @@ def net_ways(make_net, num_params):
 
 def cmd_download(args):
     from .tasks import omniglot
-    out = RunFolder(args.data)
-    args.folder = out
-    _check_out(out, "--data")
-    paths = omniglot.download(args.data, progress=not args.quiet)
+    check_writable(args.data, "--data")
+    out = args.folder = RunFolder(args.data)
+    files = tuple(omniglot.SUBSETS_MD5 if args.subsets else omniglot.MD5)
+    paths = omniglot.download(args.data, files, progress=not args.quiet)
     for path in paths:
         out.file(path.name)
     print(f"Omniglot is in {args.data} (md5 sums verified); use it with --data {args.data}")
@@ -309,8 +325,7 @@ def cmd_taylor(args):
     from . import analysis
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer of at least 0, got {args.seed}")
-    out = _out(args)
-    _check_out(out)
+    out = _out(args, analysis.OUTPUTS)
     results = analysis.run_all(out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
     print("log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):")
     rows = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
@@ -338,17 +353,19 @@ def cmd_gradient_combos(args):
     from . import combinations
     config = _config(combinations.CombinationsConfig, args)
     out = _out(args)
-    _check_out(out)
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
-    print(f"{described}; preset {config.preset}: {config.settings()}")
+    out.claim(combinations.OUTPUTS, args.overwrite)
+    settings = config.settings()
+    print(f"{described}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
+          f"evaluated every {settings['eval_every']}")
     with _workers(args) as workers:
         curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
                                   workers=workers)
     rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}% +- {100 * curves.ci[-1, r]:.1f}",
              f"{100 * curves.transductive[-1, r]:.1f}% +- {100 * curves.ci_transductive[-1, r]:.1f}"]
             for r, n in enumerate(curves.names)]
-    print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min); "
+    print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min, evaluations included); "
           f"random initialization {100 * curves.random_init:.1f}%; {config.eval_tasks} test tasks, the same for every run")
     print(_table(rows, ["run", "accuracy", "transductive"]))
     for claim, result in combinations.paper_claims(curves).items():
@@ -361,7 +378,6 @@ def cmd_compare(args):
     from . import comparison
     config = _config(comparison.CompareConfig, args)
     out = _out(args)
-    _check_out(out)
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
     _prepare_comparison(out, config, args.resume, args.overwrite)
@@ -412,8 +428,8 @@ def _prepare_comparison(out, config, resume, overwrite):
 def cmd_joint(args):
     from . import joint
     out = _out(args)
-    _check_out(out)
     pools = _omniglot_pools(args)
+    out.claim(joint.OUTPUTS, args.overwrite)
     if pools:
         print(pools[2])
     with _workers(args) as workers:
@@ -433,8 +449,10 @@ def cmd_figures(args):
     from . import analysis, combinations, comparison, joint
     from .tasks import sine
     out = _out(args)
-    _check_out(out)
     pools = _omniglot_pools(args)
+    compare = comparison.CompareConfig(**(FIGURES_SMOKE_COMPARE if args.smoke else {}))
+    out.claim(FIGURES + analysis.OUTPUTS + joint.OUTPUTS + ((combinations.OUTPUTS + comparison.OUTPUTS +
+              tuple(comparison.checkpoint_names(compare))) if pools else ()), args.overwrite)
     iterations = 100 if args.smoke else 30000
     progress = not args.quiet
     net, reptile = sine.train(sine.SineConfig(iterations=iterations), progress=progress, desc="sine reptile")
@@ -448,8 +466,14 @@ def cmd_figures(args):
         smoke = dict(iterations=4, eval_every=2, eval_tasks=3) if args.smoke else {}
         config = combinations.CombinationsConfig(**smoke)
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
-        smoke = dict(iterations=2, eval_every=1, eval_tasks=2, eval_tasks_during=2, variance_tasks=2) if args.smoke else {}
-        comparison.run(comparison.CompareConfig(**smoke), pools[0], pools[1], out, pools[2], progress=progress)
+        comparison.run(compare, pools[0], pools[1], out, pools[2], progress=progress)
+    print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
+          "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
+          + ("" if pools else "; without --data the Omniglot figures are skipped"))
+
+
+FIGURES = ("sine.png",)
+FIGURES_SMOKE_COMPARE = dict(iterations=2, eval_every=1, eval_tasks=2, eval_tasks_during=2, variance_tasks=2)
 
 
 # ----------------------------------------------------------------------------- course
@@ -461,11 +485,10 @@ def cmd_exercises(args):
         raise UsageError(f"--notebooks {source}: no notebooks there (they come with the source checkout "
                          "of minireptile)")
     out = _out(args)
-    _check_out(out)
     if course.holds_solutions(out.path):
         raise UsageError(f"--out {out.path} holds instructor notebooks (with solutions): the student "
                          "versions would replace them")
-    count = course.write_student_notebooks(source, out)
+    count = course.write_student_notebooks(source, out, overwrite=args.overwrite)
     print(f"{count} exercises, {sum(p for *_, p, _ in course.EXERCISES)} points; the index is EXERCISES.md")
 
 
@@ -499,6 +522,8 @@ def build_parser():
     run.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint "
                      "(the training arguments must be the same)")
     run.add_argument("--overwrite", action="store_true", help="replace the run in OUT, if there is one")
+    replace = Parser(add_help=False)
+    replace.add_argument("--overwrite", action="store_true", help="replace outputs that exist already (in OUT, or the --json file)")
     scale = Parser(add_help=False)
     scale.add_argument("--workers", type=int, metavar="N",
                        help="worker processes for the tasks; 1 runs everything in this process (default: one "
@@ -528,7 +553,8 @@ def build_parser():
     _add_config(p, omniglot.OmniglotConfig)
     parser.presets = {"omniglot": (p, omniglot.PRESETS)}
 
-    p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval, [scale],
+    p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval,
+                [scale, replace],
                 out=False)
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
@@ -545,23 +571,26 @@ def build_parser():
     _add_config(p, miniimagenet.MiniImageNetConfig)
 
     p = command("miniimagenet-eval", "evaluate a trained Mini-ImageNet theta on test tasks", cmd_miniimagenet_eval,
-                [scale], out=False)
+                [scale, replace], out=False)
     p.add_argument("--data", required=True, help=mini_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")
     _add_config(p, miniimagenet.MiniImageNetEvalConfig)
     p.add_argument("--json", help="also write the scores to this file")
 
-    p = command("download", "fetch the full Omniglot sets and verify their md5 sums", cmd_download, out=False)
+    p = command("download", "fetch the full Omniglot sets (or the small subsets) and verify their md5 sums",
+                cmd_download, out=False)
     p.add_argument("--data", default=str(omniglot.default_data_dir()),
                    help="where to put them (default: $MINIREPTILE_OMNIGLOT or %(default)s)")
+    p.add_argument("--subsets", action="store_true", help="the two official small background subsets "
+                   "(images_background_small1.zip and _small2.zip, 3 MB) instead of the full sets")
 
-    p = command("taylor", "the Taylor-series analysis (notebook 02) and its figures", cmd_taylor)
+    p = command("taylor", "the Taylor-series analysis (notebook 02) and its figures", cmd_taylor, [replace])
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
 
     p = command("gradient-combos", "the ten inner-gradient combinations g1..g4 on Omniglot (notebook 03)",
-                cmd_gradient_combos, [scale])
+                cmd_gradient_combos, [scale, replace])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
     _add_config(p, combinations.CombinationsConfig)
@@ -575,13 +604,13 @@ def build_parser():
     for name, help_text, handler in [
             ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
             ("figures", "regenerate every figure at full budget (hours: the sum of the commands above)", cmd_figures)]:
-        p = command(name, help_text, handler, [scale] if name == "joint" else [])
+        p = command(name, help_text, handler, [scale, replace] if name == "joint" else [replace])
         p.add_argument("--data", help=data_help + "; the Omniglot parts are skipped without it")
         p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
         p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
 
     p = command("exercises", "write the student notebooks: solutions replaced by stubs, hidden tests removed",
-                cmd_exercises)
+                cmd_exercises, [replace])
     from .course import notebooks_folder
     p.add_argument("--notebooks", default=str(notebooks_folder()),
                    help="the instructor notebooks (default: %(default)s)")
@@ -598,9 +627,11 @@ def _error(err):
     from .tasks.omniglot import DataMissing
     from .train import CheckpointError, Diverged
     from .workers import WorkerLost
+    if isinstance(err, OutputError):
+        return str(err), 2
     if isinstance(err, ConfigError):
         return f"{_flag(err.name)} must be {err.expected}, got {_show(err.got)}", 2
-    if isinstance(err, (UsageError, CheckpointError, ValueError)):
+    if isinstance(err, (UsageError, CheckpointError)):
         return str(err), 2
     if isinstance(err, Diverged):
         return str(err), 1
@@ -624,37 +655,65 @@ def _parse(argv):
     return args
 
 
+REPORT = ("this is a bug in minireptile, not in your arguments: please report it with the command you ran "
+          "and the traceback above")
+
+
 def main(argv=None):
+    """Run one command; returns the exit status (0, 1 a failure, 2 a bad argument, 128 + N a signal)."""
     from .train import Diverged
     args = None
-    try:
-        args = _parse(argv)
-        _check_scale(args)
-        args.run(args)
-    except KeyboardInterrupt as err:
-        print(f"\n{_interrupted(args, err)}", file=sys.stderr)
-        return 130
-    except Exception as err:
-        message, status = _error(err)
-        if message is None or (args is not None and args.debug):
-            raise
-        hint = getattr(args, "diverged_hint", None)
-        if isinstance(err, Diverged) and hint:
-            message = (f"meta-training diverged at iteration {err.iteration} (inner losses {err.losses_text}): "
-                       f"a step size is probably too large ({hint}); {err.kept}")
-        print(f"error: {message}", file=sys.stderr)
-        return status
-    finally:
-        if args is not None and getattr(args, "folder", None) is not None:
-            args.folder.discard_if_empty()
+    with _sigterm_as_interrupt():
+        try:
+            args = _parse(argv)
+            _check_scale(args)
+            args.run(args)
+        except KeyboardInterrupt as err:
+            print(f"\n{_interrupted(args, err)}", file=sys.stderr)
+            return 128 + getattr(err, "signum", signal.SIGINT)
+        except Exception as err:
+            message, status = _error(err)
+            if message is None or (args is not None and args.debug):
+                if message is None:
+                    err.add_note(REPORT)
+                raise
+            hint = getattr(args, "diverged_hint", None)
+            if isinstance(err, Diverged) and hint:
+                message = (f"meta-training diverged at iteration {err.iteration} (inner losses {err.losses_text}): "
+                           f"a step size is probably too large ({hint}); {err.kept}")
+            print(f"error: {message}", file=sys.stderr)
+            return status
+        finally:
+            if args is not None and getattr(args, "folder", None) is not None:
+                args.folder.discard_if_empty()
     if getattr(args, "folder", None) is not None:
         print(args.folder.report())
     return 0
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler's time limit) stops a command as Ctrl-C does: training finishes
+    its iteration and writes the checkpoint, workers are shut down, and the status is 143."""
+    from .train import Interrupted
+
+    def stop(signum, frame):
+        raise Interrupted("", signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def _interrupted(args, err):
     folder = getattr(args, "folder", None)
+    how = "terminated (SIGTERM)" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
     if str(err):                                          # meta_train: stopped at iteration N; ...
-        return f"interrupted: {err}; continue with the same command and --resume"
+        return f"{how}: {err}; continue with the same command and --resume"
     written = folder.written() if folder is not None else []
-    return "interrupted" + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")
+    return how + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")

@@ -71,8 +71,9 @@ class Sequential:
                 params = {name: theta[..., sl].reshape(lead + shape) for name, sl, shape in slots}
                 x, layer_cache = layer.forward(params, x)
                 cache.append((layer, slots, params, layer_cache))
-        except ValueError as err:
-            raise ValueError(f"layer {len(cache)}: {err}") from None
+        except Exception as err:        # keep the layer's own traceback (a student's line); say which layer
+            err.add_note(f"in layer {len(cache)} of the Sequential: {self.layers[len(cache)]!r}")
+            raise
         return x, cache
 
     def backward(self, theta, cache, dy, input_grad=True):

@@ -60,9 +60,10 @@ class TrainResult:
     theta: np.ndarray
     history: np.ndarray            # (iterations, 2): mean inner loss on the first and last minibatch
     evals: list = field(default_factory=list)   # [(iteration, {name: value}), ...]
-    seconds: float = 0.0           # wall time of the whole run, across resumes
+    seconds: float = 0.0           # training time of the whole run, across resumes, evaluations excluded
     inner_state: object = None     # the inner Adam's state (AdamState), carried between tasks
     resumed_at: int = 0            # the iteration this call started from (0: a fresh run)
+    eval_seconds: float = 0.0      # time spent in ``evaluate``, across resumes
 
 
 class Diverged(FloatingPointError):
@@ -87,24 +88,40 @@ def save_checkpoint(path, **arrays):
         np.savez(f, **arrays)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after finishing an iteration; ``signum``
+    says which, so that a program can exit with 128 + signum, as the shell expects."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
 class _StopFlag:
-    """Turns Ctrl-C (SIGINT) into a flag the loop reads between iterations."""
+    """Turns Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, ``kill``) into a flag that the
+    loop reads between iterations, in the main thread (signal handlers can be set only there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.raised = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
+
+    @property
+    def raised(self):
+        return self.signum is not None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        self.raised = True
+        self.signum = signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, signal.SIG_DFL if previous is None else previous)
 
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
@@ -192,11 +209,12 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
                 save_checkpoint(checkpoint, **state())
                 saved_at = it
             if stop.raised:
-                raise KeyboardInterrupt(f"stopped at iteration {it}" + (
-                    f"; checkpoint written to {checkpoint}" if checkpoint else ""))
+                raise Interrupted(f"stopped at iteration {it}" + (
+                    f"; checkpoint written to {checkpoint}" if checkpoint else ""), stop.signum)
     if evaluate is not None and not config.eval_every and start < iterations:
         score(iterations)
-    return TrainResult(theta, history, evals, before + time.perf_counter() - began, inner_state, start)
+    wall = before + time.perf_counter() - began
+    return TrainResult(theta, history, evals, wall - evaluating, inner_state, start, evaluating)
 
 
 def _step(net, theta, batches, loss, config, inner_state):

@@ -1,4 +1,6 @@
 """Bad input gets a ValueError that names the layer, what it expected and what it got."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,14 +21,36 @@ def conv():
 
 def test_wrong_feature_count(sine):
     net, theta = sine
-    with pytest.raises(ValueError, match=r"layer 0: Linear\(in_features=1.*1 input features.*\(10, 2\)"):
+    with pytest.raises(ValueError, match=r"Linear\(in_features=1.*1 input features.*\(10, 2\)") as err:
         net.forward(theta, np.zeros((10, 2)))
+    assert err.value.__notes__ == ["in layer 0 of the Sequential: Linear(in_features=1, out_features=64)"]
 
 
 def test_wrong_channel_count(conv):
     net, theta = conv
-    with pytest.raises(ValueError, match=r"layer 0: Conv2d\(in_channels=1.*1 input channels.*\(2, 3, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"Conv2d\(in_channels=1.*1 input channels.*\(2, 3, 28, 28\)"):
         net.forward(theta, np.zeros((2, 3, 28, 28)))
+
+
+class Doubling(mr.Layer):
+    """A student's layer with a broadcasting bug: the scale has the wrong shape."""
+
+    def forward(self, params, x):
+        scale = np.ones(x.shape[-1] + 1)
+        return x * scale, None                                  # the student's line
+
+    def backward(self, params, cache, dy):
+        return dy, {}
+
+
+def test_an_error_inside_a_custom_layer_keeps_its_own_traceback(sine):
+    net = mr.Sequential(mr.Linear(1, 8), Doubling(), mr.Linear(8, 1))
+    theta = net.init(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="operands could not be broadcast") as err:
+        net.loss_and_grad(theta, np.zeros((4, 1)), np.zeros((4, 1)), mr.mse)
+    last = err.traceback[-1]
+    assert last.path == Path(__file__) and "the student's line" in str(last.statement)
+    assert any(note.startswith("in layer 1 of the Sequential") for note in err.value.__notes__)
 
 
 def test_wrong_channel_count_for_batchnorm():
@@ -50,9 +74,9 @@ def test_task_axis_disagreements(sine):
     thetas = np.stack([theta] * 3)
     with pytest.raises(ValueError, match=r"T = 3 tasks.*x of shape \(2, 10, 1\)"):
         net.forward(thetas, np.zeros((2, 10, 1)))
-    with pytest.raises(ValueError, match=r"layer 0: Linear.*\(T, N, in\), got shape \(3, 1\)"):
+    with pytest.raises(ValueError, match=r"Linear.*\(T, N, in\), got shape \(3, 1\)"):
         net.forward(thetas, np.zeros((3, 1)))             # 3 samples, not 3 tasks: no silent broadcast
-    with pytest.raises(ValueError, match=r"layer 0: Linear.*\(N, in\), got shape \(3, 10, 1\)"):
+    with pytest.raises(ValueError, match=r"Linear.*\(N, in\), got shape \(3, 10, 1\)"):
         net.forward(theta, np.zeros((3, 10, 1)))          # a task axis on x but not on theta
 
 
