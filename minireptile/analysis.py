@@ -178,6 +178,10 @@ def within_task_inner_product(net, theta, tasks, loss):
     return float(np.mean(np.sum(g1 * g2, axis=1)))
 
 
+#: the files run_all writes into its folder
+OUTPUTS = ("taylor_residuals.png", "inner_product.png", "taylor.json")
+
+
 def run_all(out, smoke=False, seed=0, progress=True):
     """The four checks of notebook 02 on the sine MLP: taylor_residuals.png, inner_product.png
     and taylor.json in the folder ``out``; returns the numbers."""

@@ -164,6 +164,10 @@ class CombinationsConfig:
         return PRESETS[self.preset] | {k: v for k, v in changes.items() if v is not None}
 
 
+#: the files run writes into its folder
+OUTPUTS = ("gradient_combinations.png", "gradient_combinations.json")
+
+
 def run(config, train_pool, test_pool, out, split="", progress=True, workers=None):
     """The study into the folder ``out``: gradient_combinations.png and .json. Returns the curves."""
     from . import plots

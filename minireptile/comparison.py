@@ -179,6 +179,14 @@ def _curve(evals, shots, at_init):
     return curve, spread
 
 
+#: the files run writes into its folder (and a checkpoint per method under checkpoints/)
+OUTPUTS = ("method_comparison.json", "method_comparison.png")
+
+
+def checkpoint_names(config):
+    return [f"checkpoints/{method}.npz" for method in config.methods]
+
+
 def run(config, train_pool, test_pool, out, split="", resume=False, progress=True, workers=None):
     """The comparison into the folder ``out``: method_comparison.json and .png, and a resumable
     checkpoint per method under ``checkpoints/``. Returns the results (the JSON's content)."""
@@ -189,7 +197,9 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
     results = {"config": to_dict(config), "split": split, "paper_table_1": PAPER,
                "variance_at_init": update_variance(net, theta0, train_pool, config), "methods": {}}
     at_init = held_out(net, theta0, test_pool, config, progress, workers)
-    hits = {}
+    kept = _kept_methods(out, config) if resume else {}        # --resume --methods A: B's results stay
+    hits = {(m, int(k.split("-")[0])): {mode: np.array([h]) for mode, h in modes.items()}
+            for m, r in kept.items() for k, modes in r.get("task_scores", {}).items()}
     for method in config.methods:
         result = train_method(net, method, config, train_pool, test_pool, out.file(f"checkpoints/{method}.npz"),
                               resume, progress, workers)
@@ -206,12 +216,34 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
         results["methods"][method] = {
             "label": LABELS[method], "iterations": config.iterations, "train_seconds": last,
             "seconds_per_iteration": last / config.iterations,
-            "test_tasks": config.eval_tasks, "final": final, "curve": curve, "variance": spread}
-    results["paired"] = paired_differences(hits, config)
+            "test_tasks": config.eval_tasks, "final": final, "curve": curve, "variance": spread,
+            "task_scores": {f"{k}-shot": {mode: hits[method, k][mode][0] for mode in hits[method, k]}
+                            for k in config.shots}}
+    order = [m for m in METHODS if m in results["methods"] or m in kept]
+    results["methods"] = {m: results["methods"].get(m) or kept[m] for m in order}
+    paired = tuple(m for m in order if all((m, k) in hits for k in config.shots))
+    results["paired"] = paired_differences(hits, dataclasses.replace(config, methods=paired))
     results["claims"] = claims(results)
     write_json(out.file("method_comparison.json"), results)
     plots.method_comparison(results, out.file("method_comparison.png"))
     return results
+
+
+def _kept_methods(out, config):
+    """The results of the methods that an earlier run of this comparison in ``out`` holds and this
+    one does not train. Their per-task scores enter the paired differences only where they were
+    scored on the same test tasks in the same way (every setting but ``methods`` the same)."""
+    import json
+    path = out.path / "method_comparison.json"
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = all(earlier["config"].get(name) == value for name, value in to_dict(config).items() if name != "methods")
+    kept = {m: dict(r) for m, r in earlier["methods"].items() if m not in config.methods}
+    for r in kept.values():
+        if not same:
+            r.pop("task_scores", None)
+    return kept
 
 
 def paired_differences(hits, config):
@@ -250,9 +282,16 @@ def claims(results):
     points = [(at, stats) for at, stats in [("init", results["variance_at_init"])] +
               [(f"{m} at {v['iteration']}", v["statistics"]) for m, r in methods.items() for v in r["variance"]]]
     key = "relative_variance_corrected"
+    unmeasured = [at for at, s in points if not all(np.isfinite(v[key]) for v in s.values())]
+    points = [(at, s) for at, s in points if at not in unmeasured]
     lower = [all(s["reptile"][key] < s[m][key] for m in s if m != "reptile") for _, s in points]
+    verdict = ("holds" if all(lower) else "does not hold" if not any(lower) else "holds at some points only")
+    if len(points) < max(1, len(unmeasured)):
+        verdict = (f"undecided: at {len(unmeasured)} of {len(points) + len(unmeasured)} points the noise of "
+                   f"{results['config']['variance_tasks']} variance tasks hides the expected update "
+                   "(relative variance not finite); more --variance-tasks would decide it")
     out["Reptile's update has lower variance"] = {
-        "verdict": "holds" if all(lower) else "does not hold" if not any(lower) else "holds at some points only",
+        "verdict": verdict, "unmeasured_at": unmeasured,
         "rule": "Reptile's relative variance (trace of the covariance over the squared norm of the expected "
                 "update, bias-corrected) below every other method's, at the initial theta and at every "
                 "checkpoint of every run",

@@ -100,21 +100,30 @@ def student_notebook(notebook):
     return notebook | {"cells": cells}, count
 
 
-def write_student_notebooks(source, out):
+def write_student_notebooks(source, out, overwrite=False):
     """Student versions of every notebook in ``source`` and EXERCISES.md into ``out`` (a RunFolder
-    or path); returns the number of exercises written."""
-    from .outputs import as_folder
+    or path); returns the number of exercises written. A file already there that differs from
+    what would be written (a student's edited notebook) is replaced only with ``overwrite``:
+    otherwise nothing is written and OutputError names the files."""
+    from .outputs import OutputError, as_folder
     from ._atomic import atomic_write
     out = as_folder(out)
-    total = 0
+    files, total = {}, 0
     for path in sorted(Path(source).glob("*.ipynb")):
         notebook, count = student_notebook(json.loads(path.read_text()))
         total += count
-        with atomic_write(out.file(path.name), "w") as f:
-            json.dump(notebook, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-    with atomic_write(out.file("EXERCISES.md"), "w") as f:
-        f.write(index())
+        files[path.name] = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    files["EXERCISES.md"] = index()
+    differ = [name for name, text in files.items()
+              if (out.path / name).is_file() and (out.path / name).read_text() != text]
+    if differ and not overwrite:
+        raise OutputError(f"--out {out.path} holds {', '.join(differ)}, changed since they were written (a "
+                          "student's work?): replace them with --overwrite, or choose another folder")
+    for name, text in files.items():
+        target = out.file(name)
+        if not (target.is_file() and target.read_text() == text):
+            with atomic_write(target, "w") as f:
+                f.write(text)
     return total
 
 

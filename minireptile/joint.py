@@ -74,6 +74,10 @@ def zero_shot_accuracy(net, theta, pool, rng, tasks=50, ways=5):
     return float((logits.argmax(axis=-1) == labels[:, :, 0]).mean())
 
 
+#: the files run writes into its folder
+OUTPUTS = ("joint_vs_reptile.png", "joint_vs_reptile.json")
+
+
 def run(out, pools=None, smoke=False, progress=True, workers=None):
     """Notebook 04's comparison at full (or smoke) budget: joint_vs_reptile.png and .json in
     the folder ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot."""

@@ -1,5 +1,5 @@
-"""The output folder of a command: created only when a file is written, listed at the end,
-removed again if a failure leaves it empty."""
+"""The output folder of a command: checked whole before any work, created only when a file is
+written, never written over unasked, listed at the end, removed again if a failure leaves it empty."""
 import json
 import os
 from pathlib import Path
@@ -7,6 +7,24 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write
+
+
+class OutputError(Exception):
+    """An output folder that cannot be written, or that holds outputs a command would replace."""
+
+
+def check_writable(path, flag="--out"):
+    """Refuse ``path`` before any work unless it is, or can become, a writable folder: the path and
+    every ancestor that exists must be a folder, and the nearest existing one writable."""
+    path = Path(path)
+    for place in [path.absolute(), *path.absolute().parents]:
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == path.absolute() else f"is under the file {place}"
+                raise OutputError(f"{flag} {path} {where}: give a folder")
+            if not os.access(place, os.W_OK | os.X_OK):
+                raise OutputError(f"{flag} {path}: {place} is not writable")
+            return
 
 
 class RunFolder:
@@ -28,6 +46,17 @@ class RunFolder:
         if path not in self._files:
             self._files.append(path)
         return path
+
+    def claim(self, names, overwrite=False, flag="--out"):
+        """Refuse before any work if this folder already holds one of the files ``names`` (the
+        command's outputs), unless ``overwrite``: then they are removed, so that old and new
+        outputs never mix."""
+        existing = [name for name in names if (self.path / name).is_file()]
+        if existing and not overwrite:
+            raise OutputError(f"{flag} {self.path} already holds {', '.join(existing)}: replace "
+                              "them with --overwrite, or choose another folder")
+        for name in existing:
+            (self.path / name).unlink()
 
     def written(self):
         return [p for p in self._files if p.is_file()]

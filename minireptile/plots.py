@@ -1,33 +1,40 @@
-"""Figures. The only module that imports matplotlib (with the file-only Agg backend)."""
-import matplotlib
+"""Figures, built with matplotlib's object-oriented API and returned to the caller.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+Nothing here touches pyplot's state: no backend is chosen, no figure becomes the "current" one, so a
+student's own pyplot figures keep working beside these. Each function returns a
+``matplotlib.figure.Figure``, which a notebook shows inline like any other figure (as the value of a
+cell, or with ``display(fig)``); with ``path`` it is also written there as a PNG, whole or not at all.
+"""
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-from ._atomic import atomic_write  # noqa: E402
+from ._atomic import atomic_write
 
 
-def _save(fig, path):
-    """Write the figure as a PNG, whole or not at all (Ctrl-C leaves no half-written picture)."""
-    try:
+def _figure(rows=1, cols=1, **kwargs):
+    """A Figure of its own (not pyplot's) and its axes."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(rows, cols, **kwargs)
+
+
+def _done(fig, path):
+    """Write the figure as a PNG if a path is given (Ctrl-C leaves no half-written picture); return it."""
+    if path is not None:
         with atomic_write(path) as f:
             fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
-def sine_panels(panels, path):
+def sine_panels(panels, path=None):
     """One panel per model: the true curve, the support points and the adapted predictions.
 
     panels: [(title, x (Q,), y_true (Q,), x_support (K,), y_support (K,), {step: prediction (Q,)})].
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True,
-                             squeeze=False)
+    fig, axes = _figure(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
     for ax, (title, x, y_true, xs, ys, predictions) in zip(axes[0], panels):
         ax.plot(x, y_true, color="black", lw=2, label="true function")
-        colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(predictions)))
+        colors = colormaps["viridis"](np.linspace(0.1, 0.9, len(predictions)))
         for color, (step, pred) in zip(colors, predictions.items()):
             ax.plot(x, pred, color=color, lw=1.5, label=f"after {step} steps")
         ax.scatter(xs, ys, color="crimson", zorder=5, label="support points")
@@ -35,14 +42,14 @@ def sine_panels(panels, path):
         ax.set_xlabel("x")
     axes[0, 0].set_ylabel("y")
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def learning_curves(curves, path, xlabel="outer iteration", ylabel="", title="", hlines=None,
+def learning_curves(curves, path=None, xlabel="outer iteration", ylabel="", title="", hlines=None,
                     logy=False, bands=None):
     """curves: {label: (x, y)}; hlines: {label: y} drawn dashed; bands: {label: half-width like y},
     shaded around the curve (a 95% interval)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(figsize=(7, 4.5))
     for label, (x, y) in curves.items():
         line, = ax.plot(x, y, label=label, lw=1.5)
         if bands and label in bands:
@@ -57,13 +64,13 @@ def learning_curves(curves, path, xlabel="outer iteration", ylabel="", title="",
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def taylor_residuals(lrs, curves_by_k, path):
+def taylor_residuals(lrs, curves_by_k, path=None):
     """One panel per k: |exact - leading-order expansion| against lr, with and without the
     lr H g terms, for each method (log-log)."""
-    fig, axes = plt.subplots(1, len(curves_by_k), figsize=(4.6 * len(curves_by_k), 4), squeeze=False)
+    fig, axes = _figure(1, len(curves_by_k), figsize=(4.6 * len(curves_by_k), 4), squeeze=False)
     for ax, (k, curves) in zip(axes[0], curves_by_k.items()):
         for (method, (full, none, s_full, s_none)), color in zip(curves.items(), ["C0", "C1", "C2"]):
             ax.loglog(lrs, full, "-o", color=color, ms=3, label=f"{method}: slope {s_full:.2f}")
@@ -72,14 +79,14 @@ def taylor_residuals(lrs, curves_by_k, path):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("|exact - expansion|")
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def joint_vs_reptile(sine_part, omni_part, path):
+def joint_vs_reptile(sine_part, omni_part, path=None):
     """Left: held-out sine MSE after adaptation by k. Middle: k = 5 by outer step size.
     Right: Omniglot 1-shot accuracy by k (if given)."""
     panels = 3 if omni_part else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    fig, axes = _figure(1, panels, figsize=(5 * panels, 4))
     for k, (x, y) in sine_part["curves"].items():
         axes[0].plot(x, y, label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
     axes[0].set(yscale="log", xlabel="outer iteration", ylabel="held-out MSE after 32 steps",
@@ -99,16 +106,16 @@ def joint_vs_reptile(sine_part, omni_part, path):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def method_comparison(results, path):
+def method_comparison(results, path=None):
     """The comparison of methods (``comparison.run``'s results): held-out accuracy against outer
     iterations and against training seconds (each K-shot a line style, 95% bands), and each
     method's relative variance and cosine to MAML's mean update, measured along its own run."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = _figure(2, 2, figsize=(12, 8.5))
     styles = ["-", "--", ":", "-."]
-    for (method, r), color in zip(results["methods"].items(), plt.cm.tab10.colors):
+    for (method, r), color in zip(results["methods"].items(), colormaps["tab10"].colors):
         shots = [k for k in r["curve"][0] if k.endswith("-shot")] if r["curve"] else []
         for k, style in zip(shots, styles):
             acc = np.array([p[k]["accuracy"] for p in r["curve"]])
@@ -137,4 +144,4 @@ def method_comparison(results, path):
             ax.legend(fontsize=7)
     axes[1, 0].set_yscale("log")
     fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)

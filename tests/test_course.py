@@ -85,6 +85,23 @@ def test_the_exercises_command_writes_the_kit_and_refuses_bad_folders(tmp_path):
         assert refused.returncode == 2 and len(lines) == 1 and message in lines[0], refused.stderr
 
 
+def test_exercises_never_replace_a_students_edited_notebook_unasked(tmp_path, capsys):
+    from minireptile.cli import main
+    kit = tmp_path / "kit"
+    assert main(["exercises", "--out", str(kit)]) == 0
+    assert main(["exercises", "--out", str(kit)]) == 0                # the same files: nothing to replace
+    student = next(kit.glob("00_*.ipynb"))
+    student.write_text(student.read_text().replace("NotImplementedError", "my answer", 1))
+    edited = {p.name: p.read_bytes() for p in kit.iterdir()}
+    capsys.readouterr()
+    assert main(["exercises", "--out", str(kit)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and student.name in err[0] and "--overwrite" in err[0], err
+    assert {p.name: p.read_bytes() for p in kit.iterdir()} == edited
+    assert main(["exercises", "--out", str(kit), "--overwrite"]) == 0
+    assert "my answer" not in student.read_text()
+
+
 def test_hidden_tests_are_removed_and_a_stub_keeps_the_indentation():
     lines = ['def f(x):\n', '    """Double x: (N,) -> (N,)."""\n', '    ### BEGIN SOLUTION\n',
              '    return 2 * x\n', '    ### END SOLUTION\n', '### BEGIN HIDDEN TESTS\n', 'assert f(1) == 2\n',

@@ -214,3 +214,31 @@ def test_the_shared_subsets(cache):
     pools = omniglot.pools(SHARED, cache=cache)              # the default split is the one above
     assert pools.test_alphabets == tuple(TEST_ALPHABETS)
     assert (pools.train.num_classes, pools.test.num_classes) == (4 * 136, 106)
+
+
+@pytest.mark.skipif(not (SHARED / "images_background_small1.zip").is_file(), reason="needs the shared subsets")
+def test_download_subsets_fetches_and_verifies_the_official_small_sets(tmp_path, monkeypatch):
+    """`download --subsets` asks for the two small background zips by name and keeps them only if
+    their md5 sums are the official ones (served here from the shared copies)."""
+    from minireptile.cli import main
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(SHARED), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MINIREPTILE_OMNIGLOT_URL", f"http://127.0.0.1:{httpd.server_port}/")
+        assert main(["download", "--subsets", "--data", str(tmp_path / "omniglot"), "--quiet"]) == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    got = sorted(p.name for p in (tmp_path / "omniglot").iterdir())
+    assert got == ["images_background_small1.zip", "images_background_small2.zip"]
+    for name in got:
+        digest = hashlib.md5((tmp_path / "omniglot" / name).read_bytes()).hexdigest()
+        assert digest == omniglot.SUBSETS_MD5[name] == hashlib.md5((SHARED / name).read_bytes()).hexdigest()

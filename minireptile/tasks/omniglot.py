@@ -37,6 +37,10 @@ SETS = ("images_background", "images_evaluation", "images_background_small1",
 URL = "https://github.com/brendenlake/omniglot/raw/master/python/"   # $MINIREPTILE_OMNIGLOT_URL: a mirror
 MD5 = {"images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
        "images_evaluation.zip": "6b91aef0f799c5bb55b94e3f2daec811"}
+#: The official smaller background subsets beside them (5 alphabets each; Greek and Latin in both):
+#: enough to run every command in minutes, and what the tests read.
+SUBSETS_MD5 = {"images_background_small1.zip": "e704a628b5459e08445c13499850abc4",
+               "images_background_small2.zip": "b75a71a51d3b13f821f212756fe481fd"}
 SIZE = 28
 _MEMBER = re.compile(r"^(images_[a-z0-9_]+)/([^/]+)/(character\d+)/([^/]+\.png)$")
 
@@ -172,7 +176,7 @@ def download(root, files=tuple(MD5), url=None, md5=None, timeout=60, progress=Fa
     matches; a mismatch or an interrupted download leaves no partial file.
     Files already present with the right sum are kept. Returns the paths.
     """
-    md5 = MD5 if md5 is None else md5
+    md5 = (MD5 | SUBSETS_MD5) if md5 is None else md5
     url = url or os.environ.get("MINIREPTILE_OMNIGLOT_URL") or URL
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -191,10 +195,14 @@ def download(root, files=tuple(MD5), url=None, md5=None, timeout=60, progress=Fa
             except (OSError, http.client.HTTPException) as err:
                 raise OSError(f"download of {name} from {url} failed ({err!r}); nothing was written") from err
             if got != md5[name]:
-                raise ValueError(f"{name}: md5 {got} does not match the expected {md5[name]} "
+                raise DownloadCorrupt(f"{name}: md5 {got} does not match the expected {md5[name]} "
                                  "(corrupted or incomplete download); nothing was written")
         paths.append(target)
     return paths
+
+
+class DownloadCorrupt(OSError):
+    """A downloaded file whose md5 sum is not the official one."""
 
 
 def _md5(stream, copy_to=None, bar=None):
@@ -273,22 +281,22 @@ class Pools(NamedTuple):
     test_alphabets: tuple           # the test alphabets (None: the paper's split)
 
 
-def split(data, test_alphabets=None, seed=0):
-    """(train, test, test alphabets, how): the alphabets named, else the default split (see
-    ``default_test_alphabets``); ``how`` says which."""
+def split(data, test_alphabets=None, seed=0, origin="given"):
+    """(train, test, test alphabets, how): the alphabets named (``origin`` says by whom), else the
+    default split (see ``default_test_alphabets``); ``how`` says which."""
     chosen = tuple(test_alphabets) if test_alphabets else default_test_alphabets(data)
     if chosen is None:
         train, test = paper_split(data, seed=seed)
         return train, test, None, f"the paper's split (seed {seed}): {len(train.names)} training characters"
     train, test = split_by_alphabet(data, chosen)
-    how = "given" if test_alphabets else "the default for this data; --test-alphabets to choose"
+    how = origin if test_alphabets else "the default for this data; --test-alphabets to choose"
     return train, test, chosen, f"test alphabets {', '.join(chosen)} ({how})"
 
 
-def pools(root, test_alphabets=None, seed=0, cache=None):
+def pools(root, test_alphabets=None, seed=0, cache=None, origin="given"):
     """The Pools of the Omniglot under ``root``, split as ``split`` says."""
     from .fewshot import ClassPool
-    train, test, chosen, how = split(load(root, cache=cache), test_alphabets, seed)
+    train, test, chosen, how = split(load(root, cache=cache), test_alphabets, seed, origin)
     train_pool, test_pool = ClassPool(train.images, rotations=True), ClassPool(test.images)
     return Pools(train_pool, test_pool, f"{how}; {train_pool.num_classes} training classes (with "
                  f"rotations), {test_pool.num_classes} test classes", chosen)

@@ -150,8 +150,9 @@ def train(config=SineConfig(), hidden=64, dtype=np.float64, family=SineTasks(), 
     return net, result
 
 
-def figure(net, thetas, path, seed=2024, steps=(0, 8, 16, 24, 32), lr=0.02):
-    """The blog's picture for one held-out task, one panel per {title: theta}."""
+def figure(net, thetas, path=None, seed=2024, steps=(0, 8, 16, 24, 32), lr=0.02):
+    """The blog's picture for one held-out task, one panel per {title: theta} (a Figure; also
+    written to ``path`` if given)."""
     from .. import plots
     family = SineTasks()
     amplitude, phase, x_support, x_all = held_out_tasks(1, seed=seed, family=family)
