@@ -21,7 +21,7 @@ from .losses import softmax_cross_entropy
 from .models import omniglot_net
 from .tasks.fewshot import cycle_batches, predict
 from .tasks.omniglot import preprocess
-from .train import load_inner_state, load_theta
+from .train import CheckpointError, load_inner_state, load_theta
 
 MAX_BODY = 1 << 20                 # bytes: a request larger than this is refused
 DRAIN_BODY = 16 * MAX_BODY         # bytes: a refused body up to this size is read before replying
@@ -42,7 +42,7 @@ class Model:
         self.net = omniglot_net(5)
         self.theta = load_theta(path).astype(np.float32).reshape(-1)
         if self.theta.size != self.net.num_params:
-            raise ValueError(f"checkpoint {path} has {self.theta.size} parameters, but the 5-way "
+            raise CheckpointError(f"checkpoint {path} has {self.theta.size} parameters, but the 5-way "
                              f"Omniglot net needs {self.net.num_params}")
         state = load_inner_state(path)
         # a training checkpoint keeps one state per task slot; the demo adapts with their mean

@@ -25,6 +25,7 @@ from ._atomic import atomic_write
 from .config import check_choice, check_int, check_step, to_dict
 from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
+from .workers import WorkerLost
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,17 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
             if workers is None:
                 direction, losses, new_inner = _step(net, theta, sample(rng), loss, config, inner_state)
             else:
-                direction, losses, new_inner = _remote_step(workers, net, theta, sample, rng, loss, config,
-                                                            inner_state, it, checkpoint, saved_at)
+                drawn_from = rng.bit_generator.state
+                try:
+                    direction, losses, new_inner = _remote_step(workers, net, theta, sample, rng, loss, config,
+                                                                inner_state, it, checkpoint, saved_at)
+                except WorkerLost:
+                    if not stop.raised or checkpoint is None:
+                        raise
+                    rng.bit_generator.state = drawn_from      # SIGTERM reached the workers too (a scheduler
+                    save_checkpoint(checkpoint, **state())    # signals every process): keep what is done
+                    raise Interrupted(f"stopped at iteration {it} (the workers were stopped too); checkpoint "
+                                      f"written to {checkpoint}", stop.signum) from None
             if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
                 raise Diverged(it, losses, checkpoint, saved_at)
             theta = outer_opt.step(theta, direction, linear_schedule(
@@ -233,7 +243,6 @@ def _step(net, theta, batches, loss, config, inner_state):
 
 def _remote_step(workers, net, theta, sample, rng, loss, config, inner_state, it, checkpoint, saved_at):
     """``_step`` with the task slots on ``workers``; a lost worker says what is kept."""
-    from .workers import WorkerLost
     try:
         return workers.step(net, theta, sample, sample.plan(rng), loss, config, inner_state)
     except WorkerLost as err:

@@ -14,8 +14,10 @@ floating-point rounding can (BLAS blocking), and with one BLAS thread per worker
 Each worker receives a pool of images once: local processes memory-map a file the driver writes,
 Dask workers get it once through ``scatter``; a task carries only its indices.
 
-Nothing outlives the driver. Local workers ignore Ctrl-C and SIGTERM (the driver answers them: it
-finishes the iteration, writes the checkpoint and closes the pool), and each one watches its parent:
+Nothing outlives the driver. Local workers ignore Ctrl-C (the driver answers it: it finishes the
+iteration, writes the checkpoint and closes the pool); SIGTERM ends them (the executor itself stops
+its workers that way when one has died), and a driver that got SIGTERM too writes the checkpoint of
+its last finished iteration (see ``train.meta_train``). Each worker also watches its parent:
 when the driver is gone, however it died (SIGKILL included), the worker removes the pool files and
 exits within a second. The watch is a thread that polls ``os.getppid()``, on every platform; a
 Linux parent-death signal would be quicker, but it kills the worker before it can remove the files.
@@ -194,12 +196,11 @@ def _join_states(states):
 # -- what runs in a worker
 
 def _start_worker(driver, folder):
-    """Ctrl-C reaches every process of the terminal, and a scheduler's SIGTERM every process of the
-    job; only the driver answers them (it finishes the iteration and writes the checkpoint), so the
-    workers must not die of them. And a worker must not outlive its driver: see ``_watch``."""
+    """Ctrl-C reaches every process of the terminal; only the driver answers it (it finishes the
+    iteration and writes the checkpoint), so the workers must not die of it. And a worker must not
+    outlive its driver: see ``_watch``."""
     from ._malloc import tune_malloc
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tune_malloc()                                  # a worker process is ours: see _malloc.py
     threading.Thread(target=_watch, args=(driver, folder), daemon=True, name="minireptile-watch").start()
 

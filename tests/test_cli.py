@@ -306,7 +306,7 @@ def test_other_commands_refuse_bad_values(tmp_path, env, data, args, match):
 def test_an_out_that_is_a_file_is_refused(tmp_path, env):
     (tmp_path / "taken").write_text("mine")
     message = one_line_error(run(["taylor", "--smoke", "--out", tmp_path / "taken"], tmp_path, env))
-    assert "is a file, not a folder" in message and (tmp_path / "taken").read_text() == "mine"
+    assert "is a file: give a folder" in message and (tmp_path / "taken").read_text() == "mine"
 
 
 def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, env):

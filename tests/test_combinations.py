@@ -92,7 +92,9 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
                for v in saved["claims"].values())
     assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
-    assert main(["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]) == 0
+    figures = ["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]
+    assert main(figures) == 2                                  # gradient_combinations.* are there already
+    assert main(figures + ["--overwrite"]) == 0
     for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations",
                  "method_comparison"):
         assert (out / f"{name}.png").is_file(), name

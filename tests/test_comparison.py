@@ -137,4 +137,7 @@ def test_claims_hold_fail_or_stay_undecided():
     claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 5.0, "maml": np.inf}, curves))
     assert claims["Reptile's update has lower variance"]["verdict"] == "holds"
     claims = comparison.claims(results_for((0.0, 0.01), {"reptile": np.inf, "maml": np.inf}, curves))
+    verdict = claims["Reptile's update has lower variance"]["verdict"]      # noise hides both: no verdict
+    assert verdict.startswith("undecided: at 3 of 3 points") and "--variance-tasks" in verdict
+    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 3.0, "maml": 2.0}, curves))
     assert claims["Reptile's update has lower variance"]["verdict"] == "does not hold"

@@ -201,10 +201,16 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_and_no_pool_file(data, tm
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
-def test_sigterm_stops_like_ctrl_c_and_resume_continues(data, tmp_path, reaper):
+@pytest.mark.parametrize("to", ["driver", "every process"])
+def test_sigterm_stops_like_ctrl_c_and_resume_continues(to, data, tmp_path, reaper):
+    """`kill PID` reaches the driver alone; a scheduler's time limit signals every process of the
+    job, the workers too: either way the checkpoint is written and --resume continues it."""
     process, out, tmp, descendants = start_training(data, tmp_path)
     reaper.extend(descendants + [process.pid])
-    process.terminate()                                          # kill PID: what Slurm sends at a time limit
+    if to == "driver":
+        process.terminate()
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143 and "Traceback" not in stderr, stderr
     assert "terminated (SIGTERM): stopped at iteration" in stderr and "--resume" in stderr

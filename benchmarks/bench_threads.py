@@ -1,0 +1,87 @@
+"""One process's speed with 1 and 2 BLAS threads, on idle cores and beside a CPU hog.
+
+    python benchmarks/bench_threads.py [--rounds 3] [--hogs 2]
+
+Each measurement runs in a fresh process with OPENBLAS_NUM_THREADS (and OMP_, MKL_) set, the
+variants alternating round by round so that the machine's drift hits them alike; the table shows
+medians. Measured: one 5-way Omniglot meta-iteration in one process (5 tasks x 5 inner Adam steps
+of 10 images, float32, synthetic images of the real size) and one forward + backward of the
+Omniglot net on 50 images. A hog is a Python process that spins; --hogs 2 keeps both cores of a
+2-core laptop busy, as another job would.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+MEASURE = r"""
+import json, time
+import numpy as np
+import minireptile as mr
+from minireptile.meta import meta_direction
+from minireptile.tasks import fewshot
+rng = np.random.default_rng(0)
+pool = fewshot.ClassPool(rng.random((60, 20, 28, 28), dtype=np.float32), rotations=True)
+net = mr.omniglot_net(5)
+theta = net.init(rng, dtype=np.float32)
+sample = fewshot.training_sampler(pool, ways=5, shots=10, batch_size=10, inner_iters=5, meta_batch=5)
+state, its = None, []
+for _ in range(13):
+    start = time.perf_counter()
+    direction, _, state = meta_direction(net, np.broadcast_to(theta, (5, theta.size)), sample(rng),
+                                         0.001, mr.softmax_cross_entropy, "reptile", "adam", state)
+    its.append(time.perf_counter() - start)
+x, y = rng.random((50, 1, 28, 28), dtype=np.float32), rng.integers(0, 5, 50)
+fb = []
+for _ in range(23):
+    start = time.perf_counter()
+    net.loss_and_grad(theta, x, y, mr.softmax_cross_entropy)
+    fb.append(time.perf_counter() - start)
+print(json.dumps({"iteration": float(np.median(its[3:])), "forward_backward": float(np.median(fb[3:]))}))
+"""
+
+
+def spin():
+    while True:
+        pass
+
+
+def measure(threads):
+    env = os.environ | {name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", MEASURE], env=env, capture_output=True, text=True, check=True,
+                         timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hogs", type=int, default=2)
+    args = parser.parse_args()
+    results = {}
+    for load in ("idle", f"{args.hogs} hogs"):
+        hogs = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.hogs if load != "idle" else 0)]
+        for h in hogs:
+            h.start()
+        try:
+            for _ in range(args.rounds):
+                for threads in (1, 2):
+                    results.setdefault((load, threads), []).append(measure(threads))
+        finally:
+            for h in hogs:
+                h.kill()
+                h.join()
+    print(f"| cores | BLAS threads | meta-iteration (ms) | forward + backward, 50 images (ms) |")
+    print("|---|---:|---:|---:|")
+    for (load, threads), runs in results.items():
+        it = np.median([r["iteration"] for r in runs]) * 1e3
+        fb = np.median([r["forward_backward"] for r in runs]) * 1e3
+        print(f"| {load} | {threads} | {it:.0f} | {fb:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
