@@ -5,8 +5,8 @@
 Each measurement runs in a fresh process with OPENBLAS_NUM_THREADS (and OMP_, MKL_) set, the
 variants alternating round by round so that the machine's drift hits them alike; the table shows
 medians. Measured: one 5-way Omniglot meta-iteration in one process (5 tasks x 5 inner Adam steps
-of 10 images, float32, synthetic images of the real size) and one forward + backward of the
-Omniglot net on 50 images. A hog is a Python process that spins; --hogs 2 keeps both cores of a
+of 10 images, float32, synthetic images of the real size), one forward + backward of the
+Omniglot net on 50 images, and the demo's classification of a 5-way 1-shot task (50 Adam steps). A hog is a Python process that spins; --hogs 2 keeps both cores of a
 2-core laptop busy, as another job would.
 """
 import argparse
@@ -41,7 +41,12 @@ for _ in range(23):
     start = time.perf_counter()
     net.loss_and_grad(theta, x, y, mr.softmax_cross_entropy)
     fb.append(time.perf_counter() - start)
-print(json.dumps({"iteration": float(np.median(its[3:])), "forward_backward": float(np.median(fb[3:]))}))
+from minireptile.demo import Model
+model, demo = Model(), []
+for i in range(8):
+    demo.append(model.classify(rng.random((5, 28, 28)), rng.random((28, 28)), seed=i)[1])
+print(json.dumps({"iteration": float(np.median(its[3:])), "forward_backward": float(np.median(fb[3:])),
+                  "demo": float(np.median(demo[2:]))}))
 """
 
 
@@ -75,12 +80,11 @@ def main():
             for h in hogs:
                 h.kill()
                 h.join()
-    print(f"| cores | BLAS threads | meta-iteration (ms) | forward + backward, 50 images (ms) |")
-    print("|---|---:|---:|---:|")
+    print("| cores | BLAS threads | meta-iteration (ms) | forward + backward, 50 images (ms) | demo classify (ms) |")
+    print("|---|---:|---:|---:|---:|")
     for (load, threads), runs in results.items():
-        it = np.median([r["iteration"] for r in runs]) * 1e3
-        fb = np.median([r["forward_backward"] for r in runs]) * 1e3
-        print(f"| {load} | {threads} | {it:.0f} | {fb:.1f} |")
+        it, fb, dm = (np.median([r[key] for r in runs]) * 1e3 for key in ("iteration", "forward_backward", "demo"))
+        print(f"| {load} | {threads} | {it:.0f} | {fb:.1f} | {dm:.0f} |")
 
 
 if __name__ == "__main__":
