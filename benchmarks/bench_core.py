@@ -18,6 +18,8 @@ import numpy as np
 import minireptile as mr
 from minireptile.layers import Conv2d, Linear
 
+mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
+
 
 def matmul_flops(net, theta, x):
     """Multiply-adds x 2 of the forward and backward matmuls of one loss_and_grad call."""

@@ -15,7 +15,10 @@ import urllib.request
 
 import numpy as np
 
+import minireptile
 from minireptile import demo
+
+minireptile.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
 
 
 def strokes(rng, n_strokes=3, points=20):

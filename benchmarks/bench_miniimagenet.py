@@ -22,6 +22,8 @@ from minireptile.tasks import fewshot
 from minireptile.train import TrainConfig, meta_train
 from minireptile.workers import Workers
 
+mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
+
 
 def matmul_gflop(net, x_shape):
     """The GFLOP of the matmuls of one forward and backward pass (the first layer computes no dx)."""

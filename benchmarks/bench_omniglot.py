@@ -25,6 +25,8 @@ from minireptile.tasks import fewshot, omniglot
 DATA = Path(os.environ.get("MINIREPTILE_OMNIGLOT", Path(__file__).parents[2] / "shared" / "omniglot"))
 TEST = ["Japanese_(katakana)", "Sanskrit", "Tagalog"]
 
+mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
+
 
 def loading(data):
     with tempfile.TemporaryDirectory() as cache:

@@ -12,7 +12,10 @@ import time
 
 import numpy as np
 
+import minireptile
 from minireptile.tasks import sine
+
+minireptile.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
 
 
 def quality(iterations, seed, method):

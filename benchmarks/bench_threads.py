@@ -24,6 +24,7 @@ import numpy as np
 import minireptile as mr
 from minireptile.meta import meta_direction
 from minireptile.tasks import fewshot
+mr.tune_malloc()                                   # as the command line runs (its BLAS threads: the variable)
 rng = np.random.default_rng(0)
 pool = fewshot.ClassPool(rng.random((60, 20, 28, 28), dtype=np.float32), rotations=True)
 net = mr.omniglot_net(5)

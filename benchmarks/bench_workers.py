@@ -26,6 +26,8 @@ from minireptile.workers import Workers
 
 DATA = Path(os.environ.get("MINIREPTILE_OMNIGLOT", Path(__file__).parents[2] / "shared" / "omniglot"))
 
+mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
+
 
 def skip_inner_loop(handle, images, sampler, plan, net, theta, loss, lr, method, inner, state):
     """A worker's answer without the work: the arrays a real slot group sends back."""

@@ -9,10 +9,8 @@ except KeyboardInterrupt:                 # Ctrl-C while the libraries load: not
     sys.exit(130)
 
 if __name__ == "__main__":          # worker processes import this module too (spawn): no second run
-    from ._malloc import tune_malloc
-    from .workers import one_blas_thread
-    tune_malloc()                   # this program owns the process: keep freed buffers for reuse,
-    one_blas_thread()               # and compute with one BLAS thread (see workers.one_blas_thread)
+    from ._program import own_process
+    own_process()                   # this program owns the process: see _program.py
     try:
         sys.exit(main())
     except BrokenPipeError:         # the output went into a program that stopped reading (| head)

@@ -195,18 +195,6 @@ def _join_states(states):
 
 # -- what runs in a worker
 
-def one_blas_thread():
-    """Limit this process's BLAS to one thread, unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or
-    MKL_NUM_THREADS says otherwise. For the programs that own their process (the command line):
-    measured with benchmarks/bench_threads.py on 2 cores, one thread is faster than two even on idle
-    cores (131 against 154 ms a meta-iteration), and beside another job it keeps its pace where two
-    threads, spinning while they wait for a busy core, fall to 563 ms."""
-    if any(name in os.environ for name in BLAS_THREADS):
-        return
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(limits=1, user_api="blas")
-
-
 def _start_worker(driver, folder):
     """Ctrl-C reaches every process of the terminal; only the driver answers it (it finishes the
     iteration and writes the checkpoint), so the workers must not die of it. And a worker must not

@@ -50,7 +50,7 @@ def test_importing_every_module_changes_no_process_wide_state():
 
 
 def test_the_command_line_computes_with_one_blas_thread_unless_told():
-    check = ("from minireptile.workers import one_blas_thread; from threadpoolctl import threadpool_info; "
+    check = ("from minireptile._program import one_blas_thread; from threadpoolctl import threadpool_info; "
              "one_blas_thread(); print(max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))")
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     run = lambda env: subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60,
