@@ -19,14 +19,14 @@ minireptile.own_process()    # as the command line runs: keep freed buffers, one
 
 
 def quality(iterations, seed, method):
-    net, result = sine.train(iterations=iterations, seed=seed, method=method, progress=False)
+    net, result = sine.train(sine.SineConfig(iterations=iterations, seed=seed, method=method), progress=False)
     mse = sine.evaluate(net, result.theta)["mse"][-1]
     return result.seconds, float(mse.mean()), float(np.median(mse))
 
 
 def throughput(meta_batch, iterations):
     """Tasks per second of meta-training with ``meta_batch`` tasks per iteration."""
-    _, result = sine.train(iterations=iterations, meta_batch=meta_batch, progress=False)
+    _, result = sine.train(sine.SineConfig(iterations=iterations, meta_batch=meta_batch), progress=False)
     return meta_batch * iterations / result.seconds
 
 

@@ -328,3 +328,18 @@ def test_the_20_way_preset_sets_the_papers_values_and_given_flags_still_win():
     assert (args.ways, args.inner_batch, args.inner_iters) == (10, 7, 10)
     default = _parse(["omniglot", "--data", "d"])
     assert (default.ways, default.inner_batch, default.inner_iters, default.inner_lr) == (5, 10, 5, None)
+
+
+def test_an_internal_error_keeps_its_traceback_and_asks_to_be_reported(monkeypatch, tmp_path):
+    """A ValueError the command line did not raise on purpose is a bug: never a one-line 'usage' error."""
+    from minireptile.tasks import sine
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")       # a bug deep inside
+
+    monkeypatch.setattr(sine, "run", broken)
+    with pytest.raises(ValueError, match="could not be broadcast") as err:
+        main(["sine", "--out", str(tmp_path / "out"), "--quiet"])
+    assert any("please report it" in note for note in err.value.__notes__)
+    assert err.traceback[-1].name == "broken"                            # the original frame, not a rewrap
+    assert not (tmp_path / "out").exists()
