@@ -81,9 +81,9 @@ def _json_out(args):
     check_writable(path.parent, "--json")
     if path.is_dir():
         raise UsageError(f"--json {path} is a folder: give a file name")
-    folder = RunFolder(path.parent)
-    folder.claim([path.name], args.overwrite, "--json")
-    return folder
+    if path.is_file() and not args.overwrite:            # with --overwrite, the atomic write replaces it
+        raise UsageError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
+    return RunFolder(path.parent)
 
 
 def _pools(args, test_alphabets, seed=0, origin="given"):
