@@ -1,9 +1,15 @@
-"""Test runs use the notebooks' smoke budgets unless told otherwise (the kernels inherit this), and
-read the official Omniglot subsets in place from ../shared/omniglot when they are there."""
+"""Test runs use the notebooks' smoke budgets unless told otherwise (the kernels inherit this), compute
+with one BLAS thread, and read the official Omniglot subsets in place from ../shared/omniglot when they
+are there."""
 import os
 from pathlib import Path
 
 os.environ.setdefault("MINIREPTILE_SMOKE", "1")
+# One BLAS thread for the suite and the notebook kernels it starts (set before numpy loads): two threads
+# spin while they wait for a core another job holds, and on a busy laptop that made tests 3-8x slower
+# (benchmarks/bench_threads.py); the command line makes the same choice.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 _SHARED = Path(__file__).resolve().parent.parent / "shared" / "omniglot"
 if _SHARED.is_dir():
     os.environ.setdefault("MINIREPTILE_OMNIGLOT", str(_SHARED))

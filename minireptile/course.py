@@ -1,16 +1,20 @@
 """The course kit: student notebooks generated from the instructor notebooks.
 
-The repository's notebooks are the complete instructor versions. Their exercises follow nbgrader's
-conventions, so instructors who use nbgrader can take them as they are:
+The repository's notebooks are the complete instructor versions, ready for nbgrader: each exercise is
+a solution cell (an "autograded answer", its grade id the function's name) followed by a locked
+autograder-tests cell (grade id ``check_<name>``, worth the exercise's points), and the regions follow
+nbgrader's markers:
 
     ### BEGIN SOLUTION              the lines a student writes (replaced by a stub)
     ### END SOLUTION
     ### BEGIN HIDDEN TESTS          checks the student does not see (removed)
     ### END HIDDEN TESTS
 
-``write_student_notebooks`` replaces each solution region by ``raise NotImplementedError(hint)``,
-where the hint is the docstring above the region (what to compute, the shapes), on one line,
-removes hidden tests and outputs, and writes an index of the exercises with their points.
+``nbgrader_metadata`` writes that cell metadata from ``EXERCISES`` (a test keeps the notebooks in step
+with it). Without nbgrader, ``write_student_notebooks`` makes what ``nbgrader generate_assignment``
+releases: each solution region replaced by nbgrader's stub (``STUB``, indented like the region; the
+function's docstring above it says what to compute and the shapes), hidden tests and outputs removed,
+and an index of the exercises with their points.
 """
 import json
 import re
@@ -31,8 +35,8 @@ EXERCISES = [
     ("03", "combination_weights", 1, "joint training, FOMAML, Reptile and their averages as weights on g_1..g_k"),
 ]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")      # nbgrader's ClearSolutions.code_stub
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_DOCSTRING = re.compile(r'"""(.*?)"""', re.DOTALL)
 
 
 def notebooks_folder():
@@ -74,9 +78,7 @@ def student_cell(lines):
             pass
         elif i in regions:
             indent = line[:len(line) - len(line.lstrip())]
-            found = _DOCSTRING.findall("".join(lines[:i]))
-            hint = " ".join(found[-1].split()) if found else "write this part"
-            out.append(f"{indent}raise NotImplementedError({json.dumps(hint)})\n")
+            out.extend(f"{indent}{stub}\n" for stub in STUB)
             i = regions[i]
         else:
             out.append(line)
@@ -84,6 +86,32 @@ def student_cell(lines):
     if out:
         out[-1] = out[-1].rstrip("\n")               # a cell's last line has no newline
     return out
+
+
+def nbgrader_metadata(notebook):
+    """The notebook (a dict as in the .ipynb file) with nbgrader's metadata on its exercise cells:
+    a solution cell defining ``name`` becomes an autograded answer, a cell calling
+    ``exercises.check_<name>`` a locked autograder-tests cell worth the exercise's points."""
+    points = {name: p for _, name, p, _ in EXERCISES}
+    cells = []
+    for cell in notebook["cells"]:
+        meta = {k: v for k, v in cell.get("metadata", {}).items() if k != "nbgrader"}
+        source = "".join(_lines(cell["source"]))
+        defined = re.search(r"^def (\w+)\(", source, re.M) if BEGIN in source else None
+        checked = re.search(r"exercises\.check_(\w+)\(", source)
+        if cell["cell_type"] == "code" and defined:
+            meta["nbgrader"] = _nbgrader(defined.group(1), solution=True)
+        elif cell["cell_type"] == "code" and checked and checked.group(1) in points:
+            meta["nbgrader"] = _nbgrader(f"check_{checked.group(1)}", grade=True, locked=True,
+                                         points=points[checked.group(1)])
+        cells.append(cell | {"metadata": meta})
+    return notebook | {"cells": cells}
+
+
+def _nbgrader(grade_id, solution=False, grade=False, locked=False, points=None):
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    return meta | ({"points": points} if points is not None else {})
 
 
 def student_notebook(notebook):

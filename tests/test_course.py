@@ -107,7 +107,17 @@ def test_hidden_tests_are_removed_and_a_stub_keeps_the_indentation():
              '    return 2 * x\n', '    ### END SOLUTION\n', '### BEGIN HIDDEN TESTS\n', 'assert f(1) == 2\n',
              '### END HIDDEN TESTS\n', 'print("done")']
     assert course.student_cell(lines) == ['def f(x):\n', '    """Double x: (N,) -> (N,)."""\n',
-                                          '    raise NotImplementedError("Double x: (N,) -> (N,).")\n',
+                                          '    # YOUR CODE HERE\n', '    raise NotImplementedError()\n',
                                           'print("done")']
     with pytest.raises(ValueError, match="without its"):
         course.solution_regions(["### BEGIN SOLUTION\n", "x = 1\n"])
+
+
+def test_the_notebooks_carry_nbgrader_metadata_in_step_with_the_exercises():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        notebook = json.loads(path.read_text())
+        assert course.nbgrader_metadata(notebook) == notebook, f"{path.name}: run course.nbgrader_metadata"
+        graded = [c["metadata"]["nbgrader"] for c in notebook["cells"] if "nbgrader" in c.get("metadata", {})]
+        mine = [(name, p) for nb, name, p, _ in course.EXERCISES if path.name.startswith(nb)]
+        assert [(g["grade_id"], g.get("points")) for g in graded if g["grade"]] == [(f"check_{n}", p) for n, p in mine]
+        assert [g["grade_id"] for g in graded if g["solution"]] == [n for n, _ in mine]
