@@ -88,24 +88,27 @@ def check_linear_backward(linear_backward):
     _run("linear_backward", check, st.tuples(st.integers(1, 5), st.integers(1, 4), st.integers(1, 4), seeds))
 
 
+def picking_conv(C, k, stride, padding):
+    """A Conv2d with C k k filters, filter (c, i, j) a one at (c, i, j): each output channel picks one
+    pixel of every window. Its forward pass is im2col in the textbook layout (N, C k k, Ho, Wo), and its
+    backward pass col2im: the library's own convolution, whatever order it keeps in memory."""
+    from .layers import Conv2d
+    layer = Conv2d(C, C * k * k, k, stride, padding)
+    return layer, {"W": np.eye(C * k * k).reshape(C * k * k, C, k, k), "b": np.zeros(C * k * k)}
+
+
 def im2col(x, k, stride, padding):
     """Windows of x (N, C, H, W) as columns: (N, C k k, Ho Wo) (the forward pass col2im undoes)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]   # (N, C, Ho, Wo, k, k)
-    N, C, Ho, Wo = windows.shape[:4]
-    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(N, C * k * k, Ho * Wo)
+    layer, params = picking_conv(x.shape[1], k, stride, padding)
+    y, _ = layer.forward(params, x)                              # (N, C k k, Ho, Wo)
+    return y.reshape(y.shape[0], y.shape[1], -1)
 
 
 def _col2im(dcols, x_shape, k, stride, padding):
-    N, C, H, W = x_shape
-    Ho, Wo = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
-    d = dcols.reshape(N, C, k, k, Ho, Wo)
-    dxp = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
-    for i in range(k):
-        for j in range(k):
-            dxp[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += d[:, :, i, j]
-    return dxp[:, :, padding:padding + H, padding:padding + W]
+    """Conv2d's own backward pass through the picking filters: the reference col2im."""
+    layer, params = picking_conv(x_shape[1], k, stride, padding)
+    y, cache = layer.forward(params, np.zeros(x_shape))
+    return layer.backward(params, cache, dcols.reshape(y.shape))[0]
 
 
 def check_col2im(col2im):

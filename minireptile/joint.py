@@ -87,8 +87,8 @@ def run(out, pools=None, smoke=False, progress=True, workers=None):
     sine_part = sine_study(iterations=200 if smoke else 10000, tasks=20 if smoke else 100, progress=progress)
     omni_part = None
     if pools is not None:
-        omni_part = omniglot_study(*pools, iterations=20 if smoke else 1500, eval_tasks=10 if smoke else 50,
-                                   progress=progress, workers=workers)
+        omni_part = omniglot_study(*pools, iterations=10 if smoke else 1500, eval_tasks=4 if smoke else 50,
+                                   eval_every=10 if smoke else None, progress=progress, workers=workers)
     plots.joint_vs_reptile(sine_part, omni_part, out.file("joint_vs_reptile.png"))
     write_json(out.file("joint_vs_reptile.json"), {"sine": jsonable(sine_part), "omniglot": jsonable(omni_part)})
     return sine_part, omni_part
