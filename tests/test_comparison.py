@@ -50,8 +50,8 @@ def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path
     assert saved["variance_at_init"]["maml"]["cosine"] == pytest.approx(1.0)
     assert set(saved["paired"]["1-shot"]["transductive"]) == {"reptile - maml", "fomaml-shared - maml",
                                                               "fomaml-separate - maml"}
-    assert all(c["verdict"] in ("holds", "does not hold", "undecided at this budget", "holds at some points only")
-               or c["verdict"].startswith("undecided: ") for c in saved["claims"].values())
+    assert list(saved["claims"]) == ["Reptile and MAML yield similar performance", "Reptile's update has lower variance",
+                                     "Reptile converges faster (at equal training seconds)"]
     assert (out / "method_comparison.png").is_file()
     assert len(final_tasks) == 2 * 4                           # 1-shot and 2-shot of each method
     for shot in range(2):
