@@ -37,6 +37,10 @@ import numpy as np
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _POOLS = {}                               # in a worker process: pool key -> pool
+#: True once a pool's manager thread is left blocked on a message from a killed worker (CPython's
+#: executor cannot notice that): the program must then end with os._exit, as the interpreter's own
+#: exit would join that thread forever (see __main__.py).
+STUCK = False
 
 
 class WorkerLost(RuntimeError):
@@ -52,7 +56,7 @@ class Workers:
 
     def __init__(self, executor, size, client=None, owns_executor=True):
         self.executor, self.size, self.client = executor, size, client
-        self._owns, self._shared, self._folder = owns_executor, {}, None
+        self._owns, self._shared, self._folder, self._pids = owns_executor, {}, None, None
         self.slot_fn = _train_slots          # what a worker runs for its slots (benchmarks swap it)
 
     @classmethod
@@ -73,6 +77,7 @@ class Workers:
             raise
         workers = cls(executor, n)
         workers._folder = folder
+        workers._pids = {p.pid for p in executor._processes.values()}    # CPython's pool keeps them there
         return workers
 
     @classmethod
@@ -119,7 +124,7 @@ class Workers:
                 self.slot_fn, handle, images, sampler, {name: indices[s] for name, indices in plan.items()},
                 net, theta, loss, config.lr, config.method, config.inner,
                 None if state is None else _slot_state(state, s)) for s in self.slots(len(plan["classes"]))]
-            results = _results(futures)
+            results = _results(futures, self._lost)
         direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
         losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
@@ -130,7 +135,7 @@ class Workers:
         worker), joined along ``axis`` of the results in row order. ``fn`` must be importable."""
         with _worker_faults():
             futures = [self.executor.submit(fn, rows[group], *args) for group in self.slots(len(rows))]
-            return np.concatenate(_results(futures), axis=axis)
+            return np.concatenate(_results(futures, self._lost), axis=axis)
 
     def score(self, net, thetas, pool, plans, **adapt):
         """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""
@@ -144,10 +149,25 @@ class Workers:
                 for future in futures:
                     future.cancel()
 
+    def _lost(self):
+        """Whether a local worker process has ended (never for a Dask cluster)."""
+        import multiprocessing
+        return bool(self._pids) and not self._pids <= {p.pid for p in multiprocessing.active_children()}
+
     def close(self):
         if self._owns:
             if self.client is not None:
                 self.client.close()
+            elif self._lost():            # the pool may never notice: end what is left of it ourselves
+                global STUCK
+                processes = list((self.executor._processes or {}).values())
+                manager = self.executor._executor_manager_thread
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                for process in processes:
+                    process.kill()
+                if manager is not None:
+                    manager.join(timeout=5)
+                    STUCK = STUCK or manager.is_alive()
             else:
                 self.executor.shutdown(wait=True, cancel_futures=True)
         if self._folder:
@@ -160,9 +180,14 @@ class Workers:
         self.close()
 
 
-def _results(futures):
-    """The futures' results in order; if waiting is interrupted, the others are cancelled."""
+def _results(futures, lost=None):
+    """The futures' results in order; if waiting is interrupted, the others are cancelled.
+    ``lost()`` is asked every half second: the executor can miss a worker that died while sending
+    its result (it waits for the rest of the message), so the driver watches the processes too."""
     try:
+        while lost is not None and cf.wait(futures, timeout=0.5, return_when=cf.FIRST_EXCEPTION).not_done:
+            if lost():
+                raise cf.BrokenExecutor("a worker process ended while its task slots were running")
         return [f.result() for f in futures]
     except BaseException:
         for f in futures:
