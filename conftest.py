@@ -6,7 +6,7 @@ from pathlib import Path
 
 os.environ.setdefault("MINIREPTILE_SMOKE", "1")
 # One BLAS thread for the suite and the notebook kernels it starts (set before numpy loads): two threads
-# spin while they wait for a core another job holds, and on a busy laptop that made tests 3-8x slower
+# spin while they wait for a core another job holds, and on a busy laptop that made passes 2-4x slower
 # (benchmarks/bench_threads.py); the command line makes the same choice.
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")

@@ -1,4 +1,5 @@
-"""One process's speed with 1 and 2 BLAS threads, on idle cores and beside a CPU hog.
+"""One process's speed with 1 and 2 BLAS threads, on idle cores and beside a CPU hog, and what
+keeping freed buffers (glibc's mallopt, ``minireptile.tune_malloc``) buys.
 
     python benchmarks/bench_threads.py [--rounds 3] [--hogs 2]
 
@@ -7,7 +8,8 @@ variants alternating round by round so that the machine's drift hits them alike;
 medians. Measured: one 5-way Omniglot meta-iteration in one process (5 tasks x 5 inner Adam steps
 of 10 images, float32, synthetic images of the real size), one forward + backward of the
 Omniglot net on 50 images, and the demo's classification of a 5-way 1-shot task (50 Adam steps). A hog is a Python process that spins; --hogs 2 keeps both cores of a
-2-core laptop busy, as another job would.
+2-core laptop busy, as another job would. Every process keeps freed buffers, as the command line's
+do, except the one idle variant with glibc's defaults: what a notebook's kernel gets unless it asks.
 """
 import argparse
 import json
@@ -21,10 +23,12 @@ import numpy as np
 MEASURE = r"""
 import json, time
 import numpy as np
+import sys
 import minireptile as mr
 from minireptile.meta import meta_direction
 from minireptile.tasks import fewshot
-mr.tune_malloc()                                   # as the command line runs (its BLAS threads: the variable)
+if sys.argv[1] == "kept":
+    mr.tune_malloc()                               # as the command line runs (its BLAS threads: the variable)
 rng = np.random.default_rng(0)
 pool = fewshot.ClassPool(rng.random((60, 20, 28, 28), dtype=np.float32), rotations=True)
 net = mr.omniglot_net(5)
@@ -56,10 +60,10 @@ def spin():
         pass
 
 
-def measure(threads):
+def measure(threads, buffers):
     env = os.environ | {name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", MEASURE], env=env, capture_output=True, text=True, check=True,
-                         timeout=600)
+    out = subprocess.run([sys.executable, "-c", MEASURE, buffers], env=env, capture_output=True, text=True,
+                         check=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -74,18 +78,20 @@ def main():
         for h in hogs:
             h.start()
         try:
+            variants = [(1, "kept"), (2, "kept")] + ([(1, "glibc defaults")] if load == "idle" else [])
             for _ in range(args.rounds):
-                for threads in (1, 2):
-                    results.setdefault((load, threads), []).append(measure(threads))
+                for threads, buffers in variants:
+                    results.setdefault((load, threads, buffers), []).append(measure(threads, buffers))
         finally:
             for h in hogs:
                 h.kill()
                 h.join()
-    print("| cores | BLAS threads | meta-iteration (ms) | forward + backward, 50 images (ms) | demo classify (ms) |")
-    print("|---|---:|---:|---:|---:|")
-    for (load, threads), runs in results.items():
+    print("| cores | BLAS threads | freed buffers | meta-iteration (ms) | forward + backward, 50 images (ms) | "
+          "demo classify (ms) |")
+    print("|---|---:|---|---:|---:|---:|")
+    for (load, threads, buffers), runs in results.items():
         it, fb, dm = (np.median([r[key] for r in runs]) * 1e3 for key in ("iteration", "forward_backward", "demo"))
-        print(f"| {load} | {threads} | {it:.0f} | {fb:.1f} | {dm:.0f} |")
+        print(f"| {load} | {threads} | {buffers} | {it:.0f} | {fb:.1f} | {dm:.0f} |")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ def own_process():
 def one_blas_thread():
     """Limit this process's BLAS to one thread, unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or
     MKL_NUM_THREADS says otherwise. For the programs that own their process (the command line):
-    measured with benchmarks/bench_threads.py on 2 cores, one thread is faster than two even on idle
-    cores (131 against 154 ms a meta-iteration), and beside another job it keeps its pace where two
-    threads, spinning while they wait for a busy core, fall to 563 ms."""
-    if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+    measured with benchmarks/bench_threads.py on 2 cores, one thread gives up at most 40% on idle
+    cores and keeps its pace beside another job, where two threads, spinning while they wait for a
+    busy core, become 2-4x slower (docs/speed.md)."""
+    from .workers import BLAS_THREADS
+    if any(name in os.environ for name in BLAS_THREADS):
         return
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=1, user_api="blas")

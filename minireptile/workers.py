@@ -144,7 +144,7 @@ class Workers:
             futures = [self.executor.submit(_score, handle, images, net, thetas, plan, adapt) for plan in plans]
             try:
                 for future in futures:
-                    yield future.result()
+                    yield _results([future], self._lost)[0]
             finally:                                # stopped early (Ctrl-C, an error): drop the rest
                 for future in futures:
                     future.cancel()
@@ -180,12 +180,12 @@ class Workers:
         self.close()
 
 
-def _results(futures, lost=None):
+def _results(futures, lost):
     """The futures' results in order; if waiting is interrupted, the others are cancelled.
     ``lost()`` is asked every half second: the executor can miss a worker that died while sending
     its result (it waits for the rest of the message), so the driver watches the processes too."""
     try:
-        while lost is not None and cf.wait(futures, timeout=0.5, return_when=cf.FIRST_EXCEPTION).not_done:
+        while cf.wait(futures, timeout=0.5, return_when=cf.FIRST_EXCEPTION).not_done:
             if lost():
                 raise cf.BrokenExecutor("a worker process ended while its task slots were running")
         return [f.result() for f in futures]
