@@ -115,7 +115,8 @@ class Sequential:
     def hvp(self, theta, x, y, v, loss):
         """Exact Hessian-vector product H v = d/dtheta (grad . v), by the complex step.
 
-        Every operation in the forward and backward passes is complex-analytic, so
+        Every operation in the forward and backward passes is complex-safe (holomorphic where smooth;
+        ReLU's mask and MaxPool's winners read the real part, as ``layers.py`` says), so
         grad(theta + i h v) = grad(theta) + i h H v + O(h^2): the imaginary part,
         divided by h, is H v with no subtractive cancellation, to machine precision
         for any tiny h (unlike a finite difference of gradients).

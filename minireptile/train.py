@@ -25,6 +25,7 @@ from ._atomic import atomic_write
 from .config import check_choice, check_int, check_step, to_dict
 from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
+from .seeds import stream
 from .workers import WorkerLost
 
 
@@ -46,7 +47,7 @@ class TrainConfig:
     def __post_init__(self):
         check_int("iterations", self.iterations)
         check_step("lr (the inner step size)", self.lr)
-        check_step("meta_step", self.meta_step, high=1, open_low=False)
+        check_step("meta_step", self.meta_step, high=1)          # 0 would never move theta
         check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
         check_choice("inner", self.inner, ("sgd", "adam"))
         check_choice("outer", self.outer, ("sgd", "adam"))
@@ -152,7 +153,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
                                   evaluate=evaluate, experiment=experiment, progress=progress, desc=desc,
                                   callback=callback, workers=pool)
     iterations = config.iterations
-    rng = np.random.default_rng(config.seed)
+    rng = stream(config.seed, "training tasks")
     outer_opt, inner_state = make_outer(config.outer), None
     history = np.full((iterations, 2), np.nan)
     evals, start, before, saved_at = [], 0, 0.0, None

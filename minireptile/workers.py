@@ -137,11 +137,13 @@ class Workers:
             futures = [self.executor.submit(fn, rows[group], *args) for group in self.slots(len(rows))]
             return np.concatenate(_results(futures, self._lost), axis=axis)
 
-    def score(self, net, thetas, pool, plans, **adapt):
-        """``fewshot.score_tasks`` for each plan, in order, spread over the workers."""
+    def score(self, score_tasks, net, thetas, pool, plans, **adapt):
+        """score_tasks(net, thetas, pool, plan, **adapt) for each plan, in order, spread over the workers
+        (``fewshot.score_tasks``, passed in by its module: the workers know no task family)."""
         handle, images = self.share(pool)
         with _worker_faults():
-            futures = [self.executor.submit(_score, handle, images, net, thetas, plan, adapt) for plan in plans]
+            futures = [self.executor.submit(_score, score_tasks, handle, images, net, thetas, plan, adapt)
+                       for plan in plans]
             try:
                 for future in futures:
                     yield _results([future], self._lost)[0]
@@ -261,8 +263,7 @@ def _train_slots(handle, images, sampler, plan, net, theta, loss, lr, method, in
         return meta_direction(net, thetas, batches, lr, loss, method, inner, state)
 
 
-def _score(handle, images, net, thetas, plan, adapt):
-    from .tasks.fewshot import score_tasks
+def _score(score_tasks, handle, images, net, thetas, plan, adapt):
     return score_tasks(net, thetas, _pool(handle, images), plan, **adapt)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import minireptile as mr
 from minireptile import comparison
+from minireptile.seeds import stream
 from minireptile.cli import main
 from minireptile.tasks import fewshot
 from omniglot_tree import layout, write_zip
@@ -104,7 +105,7 @@ def test_update_variance_measures_every_method_on_the_same_tasks():
     assert stats["maml"]["cosine"] == pytest.approx(1.0)
     assert stats["fomaml-shared"]["trace"] != stats["fomaml-separate"]["trace"]
     # Reptile's update lr (g1 + g2 + g3) against a direct computation on task 0
-    batches = config.sampler(pool, "reptile", 5)(np.random.default_rng(config.seed + 3))
+    batches = config.sampler(pool, "reptile", 5)(stream(config.seed, "variance tasks"))
     phi = mr.inner_sgd(net, theta, [(x[0], y[0]) for x, y in batches], 0.05, mr.softmax_cross_entropy)[0]
     grads = comparison.variance.task_gradients(net, theta, batches, 0.05, mr.softmax_cross_entropy,
                                                {"reptile": "reptile"})["reptile"]

@@ -92,7 +92,7 @@ def test_divergence_before_any_checkpoint_says_none_was_written(tmp_path, recwar
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(meta_step=1.5), r"meta_step must be a number at least 0 and at most 1, got 1.5"),
+    (dict(meta_step=1.5), r"meta_step must be a number above 0 and at most 1, got 1.5"),
     (dict(meta_step_final=-0.1), r"meta_step_final must be a number at least 0 and at most 1, got -0.1"),
     (dict(lr=0), r"lr \(the inner step size\) must be a number above 0, got 0"),
     (dict(lr=float("nan")), r"lr \(the inner step size\) must be a number above 0, got nan"),
@@ -174,3 +174,9 @@ def test_each_evaluation_records_the_training_seconds_without_the_evaluations(tm
     assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))
     assert result.eval_seconds > 0.35                          # the four evaluations' sleeps are not training
     assert result.seconds == pytest.approx(seconds[-1], abs=0.05)   # one training time: evaluations excluded
+
+
+def test_train_config_refuses_a_meta_step_that_never_moves_theta():
+    with pytest.raises(ValueError, match="meta_step must be a number above 0"):
+        TrainConfig(iterations=10, lr=0.02, meta_step=0)
+    TrainConfig(iterations=10, lr=0.02, meta_step=0.1, meta_step_final=0)   # annealing to 0 is the default

@@ -10,12 +10,15 @@ import json
 import numpy as np
 
 from ..config import ConfigError, check_choice, check_int, check_step, option, to_dict
+from .. import meta
 from ..losses import softmax_cross_entropy
 from ..outputs import as_folder, write_json
+from ..seeds import stream
 from ..train import TrainConfig, meta_train, save_checkpoint
 from . import fewshot
 
-METHODS = ("reptile", "fomaml", "maml")
+#: meta.METHODS but joint training, which has a study of its own (joint.py) and no place in this one
+METHODS = tuple(m for m in meta.METHODS if m != "joint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,18 +151,17 @@ def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, ex
     ones, for the learning curve. ``workers`` (``workers.Workers``) spreads the task slots of
     training and the tasks of evaluation over processes or a cluster.
     """
-    rng = np.random.default_rng
     sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
                                       config.inner_iters, config.meta_batch,
                                       tail_shots=1 if config.tail else None)
 
     def periodic(theta):
-        scores = fewshot.evaluate(net, theta, curve_pool, rng(config.seed + 1), tasks=config.eval_tasks_during,
+        scores = fewshot.evaluate(net, theta, curve_pool, stream(config.seed, "evaluation tasks"), tasks=config.eval_tasks_during,
                                   progress=progress, desc="evaluating", workers=workers,
                                   **config.evaluation())
         return {mode: accuracy for mode, (accuracy, _) in scores.items()}
 
-    theta = net.init(rng(config.seed), dtype=np.float32)
+    theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
                       checkpoint=checkpoint, resume=resume, evaluate=periodic, experiment=experiment,
                       progress=progress, workers=workers,
@@ -168,7 +170,8 @@ def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, ex
 
 def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True,
                      workers=None, shots=None):
-    """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks: for the inner Adam, with the
+    """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks (the run ``seed``'s final test tasks,
+    the same for every row): for the inner Adam, with the
     carried-over state (only when one is given) and with a fresh state; for SGD, one row. With
     several ``shots`` (support images per class), a row of each for each, named "K-shot, ..."."""
     if evaluation["inner"] == "sgd":
@@ -182,7 +185,7 @@ def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed
     for k in shots:
         for name, state in states.items():
             row = f"{k}-shot, {name}" if len(shots) > 1 else name
-            scores = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(seed), tasks=tasks,
+            scores = fewshot.evaluate(net, theta, test_pool, stream(seed, "final test tasks"), tasks=tasks,
                                       state=state, progress=progress, desc=f"final evaluation, {row}",
                                       workers=workers, **(evaluation | {"shots": k}))
             final[row] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
@@ -202,7 +205,7 @@ def run(net, config, train_pool, test_pool, out, split, resume=False, progress=T
                    resume=resume, experiment=experiment, progress=progress, workers=workers)
     save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(experiment)))
     final = final_evaluation(net, result.theta, test_pool, result.inner_state, config.evaluation(),
-                             config.eval_tasks, config.seed + 2, progress, workers, config.final_shots)
+                             config.eval_tasks, config.seed, progress, workers, config.final_shots)
     results = {"config": to_dict(config), "split": split, "train_seconds": result.seconds,
                "iterations": config.iterations, "final": final,
                "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}

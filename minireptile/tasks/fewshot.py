@@ -253,7 +253,7 @@ def task_scores(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, in
         plans += [{name: a[s:s + part] for name, a in plan.items()} for s in range(0, T, part)]
     adapt = dict(lr=lr, inner=inner, state=state)
     scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans) if workers is None
-              else workers.score(net, thetas, pool, plans, **adapt))
+              else workers.score(score_tasks, net, thetas, pool, plans, **adapt))
     correct = {"transductive": [], "non-transductive": []}
     with tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
               dynamic_ncols=True) as bar:
