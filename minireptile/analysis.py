@@ -182,9 +182,17 @@ def within_task_inner_product(net, theta, tasks, loss):
 OUTPUTS = ("taylor_residuals.png", "inner_product.png", "taylor.json")
 
 
-def run_all(out, smoke=False, seed=0, progress=True):
-    """The four checks of notebook 02 on the sine MLP: taylor_residuals.png, inner_product.png
-    and taylor.json in the folder ``out``; returns the numbers."""
+#: The analysis's budgets: "smoke" checks that it runs (the suite); "class" (notebook 02) and "full" (the
+#: `taylor` command) are the same: the hidden width, how many step sizes over three decades, tasks and
+#: bootstrap draws of the coefficient table, and meta-training iterations for the inner product.
+BUDGETS = {"smoke": dict(hidden=16, step_sizes=4, tasks=6, bootstrap=20, iterations=300),
+           "class": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000),
+           "full": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000)}
+
+
+def run_all(out, budget="full", seed=0, progress=True):
+    """The four checks of notebook 02 on the sine MLP at a named budget (``BUDGETS``):
+    taylor_residuals.png, inner_product.png and taylor.json in the folder ``out``; returns the numbers."""
     from . import plots
     from .gradcheck import check_gradient
     from .losses import mse
@@ -192,12 +200,13 @@ def run_all(out, smoke=False, seed=0, progress=True):
     from .outputs import as_folder, write_json
     from .tasks import sine
     out = as_folder(out)
+    sizes = BUDGETS[budget]
     rng = np.random.default_rng(seed)
-    net = sine_mlp(16 if smoke else 64)
+    net = sine_mlp(sizes["hidden"])
     theta = net.init(rng)
     results = {}
     # 1. residuals of the first-order expansions against lr, over three decades
-    lrs = np.logspace(-5, -2, 4 if smoke else 10)
+    lrs = np.logspace(-5, -2, sizes["step_sizes"])
     curves = {k: residual_curves(net, theta, sine_task(rng, k), mse, lrs) for k in (2, 3, 4)}
     plots.taylor_residuals(lrs, curves, out.file("taylor_residuals.png"))
     results["slopes"] = {k: {m: {"with lr terms": c[2], "without": c[3]} for m, c in cs.items()}
@@ -208,12 +217,11 @@ def run_all(out, smoke=False, seed=0, progress=True):
     f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
     results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
     # 3. the coefficients of the expected updates, k = 3
-    tasks = [sine_task(rng, 3) for _ in range(6 if smoke else 60)]
-    results["coefficients"] = coefficient_table(net, theta, tasks, mse, lr=1e-3,
-                                                bootstrap=20 if smoke else 200)
+    tasks = [sine_task(rng, 3) for _ in range(sizes["tasks"])]
+    results["coefficients"] = coefficient_table(net, theta, tasks, mse, lr=1e-3, bootstrap=sizes["bootstrap"])
     # 4. the within-task gradient inner product during meta-training
     held_out = [sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
-    iterations = 300 if smoke else 20000
+    iterations = sizes["iterations"]
     curves = {}
     for method in ("reptile", "joint"):
         config = sine.SineConfig(iterations=iterations, method=method, seed=seed)

@@ -290,7 +290,7 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
     with _workers(args) as workers:
         final = experiment.final_evaluation(make_net(ways), theta, test_pool, state, config.evaluation(),
-                                            config.eval_tasks, config.seed + 2, progress=not args.quiet,
+                                            config.eval_tasks, config.seed, progress=not args.quiet,
                                             workers=workers, shots=config.shots)
     _print_final(final, config.eval_tasks)
     if args.json:
@@ -326,7 +326,7 @@ def cmd_taylor(args):
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer of at least 0, got {args.seed}")
     out = _out(args, analysis.OUTPUTS)
-    results = analysis.run_all(out, smoke=args.smoke, seed=args.seed, progress=not args.quiet)
+    results = analysis.run_all(out, "smoke" if args.smoke else "full", seed=args.seed, progress=not args.quiet)
     print("log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):")
     rows = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
             for k, ms in results["slopes"].items() for m, v in ms.items()]
@@ -433,15 +433,15 @@ def cmd_joint(args):
     if pools:
         print(pools[2])
     with _workers(args) as workers:
-        sine_part, omni_part = joint.run(out, pools and pools[:2], args.smoke, not args.quiet, workers)
+        sine_part, omni_part = joint.run(out, pools and pools[:2], "smoke" if args.smoke else "full",
+                                         not args.quiet, workers)
     print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
-    for k, (_, mse) in sine_part["curves"].items():
-        z = sine_part["zero_shot"][k]
-        print(f"  k = {k:2d}: {mse[-1]:.3f}   ({z['mse']:.3f}, {z['prediction spread']:.3f})")
-    print("sine, k = 5, by outer step size: " + ", ".join(f"eps {e}: {v:.3f}" for e, v in sine_part["step_sizes"].items()))
+    for k, curve in sine_part.curves.items():
+        print(f"  k = {k:2d}: {curve.values[-1]:.3f}   ({sine_part.zero_shot[k]:.3f}, {sine_part.spread[k]:.3f})")
+    print("sine, k = 5, by outer step size: " + ", ".join(f"eps {e}: {v:.3f}" for e, v in sine_part.step_sizes.items()))
     if omni_part:
-        for k, (_, acc) in omni_part["curves"].items():
-            print(f"omniglot k = {k:2d}: 1-shot {100 * acc[-1]:.1f}%, zero-shot {100 * omni_part['zero_shot'][k]:.1f}%")
+        for k, curve in omni_part.curves.items():
+            print(f"omniglot k = {k:2d}: 1-shot {100 * curve.values[-1]:.1f}%, zero-shot {100 * omni_part.zero_shot[k]:.1f}%")
 
 
 def cmd_figures(args):
@@ -450,21 +450,21 @@ def cmd_figures(args):
     from .tasks import sine
     out = _out(args)
     pools = _omniglot_pools(args)
-    compare = comparison.CompareConfig(**(FIGURES_SMOKE_COMPARE if args.smoke else {}))
+    budget = "smoke" if args.smoke else "full"
+    compare = comparison.CompareConfig(**comparison.BUDGETS[budget])
     out.claim(FIGURES + analysis.OUTPUTS + joint.OUTPUTS + ((combinations.OUTPUTS + comparison.OUTPUTS +
               tuple(comparison.checkpoint_names(compare))) if pools else ()), args.overwrite)
-    iterations = 100 if args.smoke else 30000
+    iterations = sine.BUDGETS[budget]["iterations"]
     progress = not args.quiet
     net, reptile = sine.train(sine.SineConfig(iterations=iterations), progress=progress, desc="sine reptile")
     _, joint_run = sine.train(sine.SineConfig(iterations=iterations, method="joint"), progress=progress,
                               desc="sine joint")
     sine.figure(net, {"reptile (k = 5)": reptile.theta, "joint training (k = 1)": joint_run.theta},
                 out.file("sine.png"))
-    analysis.run_all(out, smoke=args.smoke, progress=progress)
-    joint.run(out, pools and pools[:2], smoke=args.smoke, progress=progress)
+    analysis.run_all(out, budget, progress=progress)
+    joint.run(out, pools and pools[:2], budget, progress=progress)
     if pools:
-        smoke = dict(iterations=4, eval_every=2, eval_tasks=3) if args.smoke else {}
-        config = combinations.CombinationsConfig(**smoke)
+        config = combinations.CombinationsConfig(**combinations.BUDGETS[budget])
         combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
         comparison.run(compare, pools[0], pools[1], out, pools[2], progress=progress)
     print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
@@ -473,7 +473,6 @@ def cmd_figures(args):
 
 
 FIGURES = ("sine.png",)
-FIGURES_SMOKE_COMPARE = dict(iterations=2, eval_every=1, eval_tasks=2, eval_tasks_during=2, variance_tasks=2)
 
 
 # ----------------------------------------------------------------------------- course

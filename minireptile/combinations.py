@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import check_choice, check_int, check_step, option
-from .inner import run_sgd
+from .config import ConfigError, check_choice, check_int, check_step, option
+from .inner import inner_sgd, run_sgd
 from .losses import softmax_cross_entropy
+from .seeds import stream
 from .tasks.fewshot import flatten_task, mean_ci, paired_difference, task_scores
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
@@ -64,20 +65,40 @@ def inner_gradients(theta, net, batches, lr):
     return np.stack(run_sgd(net, theta, repeated, lr, softmax_cross_entropy)[1])
 
 
+def weighted_step(net, theta, batches, weights, eps, lr):
+    """One outer step of every run: theta_r <- theta_r - eps_r lr (w_r1 g_r1 + ... + w_rk g_rk).
+
+    theta (R, P): one theta per run; batches [(x (R, B, ...), labels (R, B))] * k, the same task
+    for every run; weights (R, k); eps (R,), like theta's dtype.
+    """
+    _, grads = inner_sgd(net, theta, batches, lr, softmax_cross_entropy)      # (R, k, P): g_1..g_k of each run
+    return outer_step(theta, grads, weights, eps, lr)
+
+
+def outer_step(theta, grads, weights, eps, lr):
+    """theta (R, P) - eps (R,) lr sum_i w_ri g_ri, for grads (R, k, P) and weights (R, k)."""
+    direction = np.einsum("rk,rkp->rp", weights, grads).astype(theta.dtype)   # (R, P)
+    return theta - (lr * eps)[:, None] * direction
+
+
 def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_tasks=50, seed=0,
-          runs=RUNS, progress=True, workers=None):
+          runs=RUNS, progress=True, workers=None, step=weighted_step):
     """Train every run of ``runs`` together; returns the held-out learning curves.
 
     Each iteration: one shared task, k = 4 SGD steps for all runs at once (theta (R, P)),
-    then theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
+    then ``step``: theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
     Held-out accuracy: 5-shot 5-way, 5 SGD steps of lr on the 25 support images.
-    ``workers`` (``workers.Workers``) splits the runs, and the test tasks, among processes.
+    ``workers`` (``workers.Workers``) splits the runs, and the test tasks, among processes (with
+    the library's ``weighted_step`` only). ``step`` may be any function with ``weighted_step``'s
+    signature, a notebook's own update for instance.
     """
-    rng = np.random.default_rng(seed)
+    if workers is not None and step is not weighted_step:
+        raise ValueError("workers run the library's weighted_step; train with workers=None to use your own step")
+    rng = stream(seed, "training tasks")
     weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
     eps0 = np.array([eps for *_, eps in runs])                                  # (R,)
-    theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P)
-    scores = lambda th: task_scores(net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks,
+    theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P); drawn first, as always
+    scores = lambda th: task_scores(net, th, test_pool, stream(seed, "evaluation tasks"), tasks=eval_tasks,
                                     ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
                                     progress=progress, desc="evaluating", workers=workers)  # (R, tasks)
     first = scores(theta[0])["non-transductive"].mean()
@@ -85,11 +106,13 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     began = time.perf_counter()
     for it in tqdm(range(iterations), desc="gradient combinations", disable=not progress, mininterval=0.5):
         batches = shared_minibatches(pool, rng, k=weights.shape[1])
-        grads = (inner_gradients(theta, net, batches, lr) if workers is None                # (k, R, P)
-                 else workers.map_rows(inner_gradients, theta, net, batches, lr, axis=1))
-        direction = np.einsum("rk,krp->rp", weights, grads).astype(theta.dtype)
-        eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)
-        theta = theta - (lr * eps)[:, None] * direction
+        eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)                          # (R,)
+        if workers is None:
+            theta = step(net, theta, [(np.repeat(x, len(theta), 0), np.repeat(y, len(theta), 0))
+                                      for x, y in batches], weights, eps, lr)
+        else:
+            grads = workers.map_rows(inner_gradients, theta, net, batches, lr, axis=1)       # (k, R, P)
+            theta = outer_step(theta, grads.swapaxes(0, 1), weights, eps, lr)
         if (it + 1) % eval_every == 0 or it + 1 == iterations:
             points.append(it + 1)
             hits.append(scores(theta))                       # every run on the same tasks: paired
@@ -103,7 +126,8 @@ def paper_claims(curves):
     """The paper's claims, read from the last evaluation with paired 95% intervals (every run is
     scored on the same tasks): {claim: {"verdict", "differences"}}. A claim *holds* when every
     difference it needs is positive beyond its interval, *does not hold* when one is negative
-    beyond it, and is *undecided* at this budget otherwise."""
+    beyond it, and is *undecided* at this budget otherwise. A claim whose runs were not all trained
+    is left out."""
     names = list(curves.names)
     sums = ["g1+g2", "g1+g2+g3", "g1+g2+g3+g4"]
     needs = {
@@ -113,6 +137,8 @@ def paper_claims(curves):
     }
     claims = {}
     for claim, pairs in needs.items():
+        if not pairs or not all(a in names and b in names for a, b in pairs):
+            continue
         differences = {f"{a} - {b}": paired_difference(curves.hits[names.index(a)], curves.hits[names.index(b)])
                        for a, b in pairs}
         if all(d - ci > 0 for d, ci in differences.values()):
@@ -137,6 +163,7 @@ class CombinationsConfig:
     eval_tasks: int = option(200, "test tasks per evaluation (the same for every run, so that their "
                              "differences are paired)")
     seed: int = option(0, "random seed of the initialization and the tasks")
+    runs: tuple = option(tuple(name for name, *_ in RUNS), "the runs to train together", nargs="+", type=str)
 
     def __post_init__(self):
         check_choice("preset", self.preset, tuple(PRESETS))
@@ -147,11 +174,16 @@ class CombinationsConfig:
             check_step("inner_lr", self.inner_lr)
         check_int("eval_tasks", self.eval_tasks)
         check_int("seed", self.seed, low=0)
+        object.__setattr__(self, "runs", tuple(self.runs))
+        names = [name for name, *_ in RUNS]
+        for name in self.runs:
+            check_choice("runs", name, tuple(names))
+        if len(set(self.runs)) != len(self.runs):
+            raise ConfigError("runs", "distinct names", self.runs)
 
     def check_data(self, train_pool, test_pool):
         """Five classes in each pool, 20 training images per class (four minibatches of 5) and
         6 test images per class (5 shots and a query)."""
-        from .config import ConfigError
         for name, pool, need in (("training", train_pool, 20), ("test", test_pool, 6)):
             fewest = pool.smallest()[0]
             if pool.num_classes < 5 or fewest < need:
@@ -162,6 +194,20 @@ class CombinationsConfig:
         """The preset with the given overrides: {lr, iterations, eval_every}."""
         changes = {"lr": self.inner_lr, "iterations": self.iterations, "eval_every": self.eval_every}
         return PRESETS[self.preset] | {k: v for k, v in changes.items() if v is not None}
+
+    def train_args(self):
+        """``train``'s keywords for this configuration: the settings, the runs, the test tasks, the seed."""
+        return self.settings() | dict(runs=[run for run in RUNS if run[0] in self.runs],
+                                      eval_tasks=self.eval_tasks, seed=self.seed)
+
+
+#: The study's budgets, as changes to CombinationsConfig: "smoke" checks that it runs (the suite);
+#: "class" shows the claims in a lesson (notebook 03: the singles and the sums, 800 iterations,
+#: 100 test tasks, about 6 minutes here); "full" is the command's default that made the committed figure.
+BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=3),
+           "class": dict(iterations=800, eval_every=400, eval_tasks=100, runs=tuple(
+               name for name, *_ in RUNS if not name.startswith("avg"))),
+           "full": {}}
 
 
 #: the files run writes into its folder
@@ -175,8 +221,7 @@ def run(config, train_pool, test_pool, out, split="", progress=True, workers=Non
     from .outputs import as_folder, write_json
     out = as_folder(out)
     settings = config.settings()
-    curves = train(omniglot_net(5), train_pool, test_pool, eval_tasks=config.eval_tasks, seed=config.seed,
-                   progress=progress, workers=workers, **settings)
+    curves = train(omniglot_net(5), train_pool, test_pool, progress=progress, workers=workers, **config.train_args())
     plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r]) for r, name in enumerate(curves.names)},
                           out.file("gradient_combinations.png"),
                           ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks, 95% intervals)",

@@ -25,6 +25,7 @@ from .config import ConfigError, check_choice, check_int, check_step, option, to
 from .losses import softmax_cross_entropy
 from .models import omniglot_net
 from .outputs import as_folder, write_json
+from .seeds import stream
 from .tasks import fewshot
 from .train import TrainConfig, meta_train
 
@@ -113,13 +114,22 @@ class CompareConfig:
                     batch_size=self.eval_batch, inner="sgd")
 
 
+#: The comparison's budgets, as changes to CompareConfig: "smoke" checks that it runs (the suite); "class"
+#: shows the four methods in a lesson (notebook 05: 300 iterations each, 1-shot, 200 final test tasks,
+#: about 6 minutes here); "full" is the command's default that made the committed figure.
+BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=4, eval_tasks_during=3, variance_tasks=3),
+           "class": dict(iterations=300, eval_every=150, shots=(1,), eval_tasks=200, eval_tasks_during=50,
+                         variance_tasks=50),
+           "full": {}}
+
+
 def update_variance(net, theta, pool, config):
     """{method: variance statistics} of every method's meta-gradient at ``theta``, each on the
     same ``config.variance_tasks`` tasks (the same at every call), cosines against MAML's mean."""
     draws = {}                                       # one draw per kind of tail: Reptile and MAML share theirs
     for method, (_, tail) in METHODS.items():
         if tail not in draws:
-            draws[tail] = config.sampler(pool, method, config.variance_tasks)(np.random.default_rng(config.seed + 3))
+            draws[tail] = config.sampler(pool, method, config.variance_tasks)(stream(config.seed, "variance tasks"))
     methods = {method: (gradient, draws[tail]) for method, (gradient, tail) in METHODS.items()}
     grads = variance.task_gradients(net, theta, draws[None], config.inner_lr, softmax_cross_entropy, methods)
     return variance.compare({m: config.inner_lr * g for m, g in grads.items()}, "maml", config.meta_batch)
@@ -130,7 +140,7 @@ def held_out(net, theta, test_pool, config, progress=False, workers=None):
     ``config.eval_tasks_during`` test tasks at every call, for each of ``config.shots``."""
     scores = {}
     for k in config.shots:
-        result = fewshot.evaluate(net, theta, test_pool, np.random.default_rng(config.seed + 1),
+        result = fewshot.evaluate(net, theta, test_pool, stream(config.seed, "evaluation tasks"),
                                   tasks=config.eval_tasks_during, progress=progress, desc=f"evaluating {k}-shot",
                                   workers=workers, **config.evaluation(k))
         for mode, (acc, ci) in result.items():
@@ -150,7 +160,7 @@ def train_method(net, method, config, train_pool, test_pool, checkpoint=None, re
             scores |= {f"variance/{m}/{stat}": value for stat, value in stats.items()}
         return scores
 
-    theta = net.init(np.random.default_rng(config.seed), dtype=np.float32)
+    theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
                       config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=periodic,
                       experiment={"comparison": to_dict(config), "method": method}, progress=progress,
@@ -193,7 +203,7 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
     from . import plots
     out = as_folder(out)
     net = omniglot_net(config.ways)
-    theta0 = net.init(np.random.default_rng(config.seed), dtype=np.float32)
+    theta0 = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     results = {"config": to_dict(config), "split": split, "paper_table_1": PAPER,
                "variance_at_init": update_variance(net, theta0, train_pool, config), "methods": {}}
     at_init = held_out(net, theta0, test_pool, config, progress, workers)
@@ -205,7 +215,7 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
                               resume, progress, workers)
         final = {}
         for k in config.shots:
-            scores = fewshot.task_scores(net, result.theta, test_pool, np.random.default_rng(config.seed + 2),
+            scores = fewshot.task_scores(net, result.theta, test_pool, stream(config.seed, "final test tasks"),
                                          config.eval_tasks, progress=progress, desc=f"final {k}-shot",
                                          workers=workers, **config.evaluation(k))
             hits[method, k] = scores

@@ -6,62 +6,140 @@ line y = 0 (the waves' mean) and for Omniglot, whose labels are permuted in ever
 a network whose zero-shot predictions are pure guesses. Only k > 1 adds the term that
 rewards fast adaptation.
 """
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .losses import softmax_cross_entropy
 from .models import omniglot_net, sine_mlp
+from .seeds import stream
 from .tasks import fewshot, sine
 from .train import TrainConfig, meta_train
 
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
 
+#: The study's budgets, as keywords of ``sine_study`` and ``omniglot_study``: "smoke" checks that it
+#: runs (the suite); "class" shows the claims in a lesson (notebook 04, about 6 minutes here); "full" is
+#: the command's default that made the committed figure.
+BUDGETS = {"smoke": dict(sine=dict(iterations=200, tasks=20),
+                         omniglot=dict(iterations=10, eval_tasks=4, eval_every=10)),
+           "class": dict(sine=dict(iterations=4000, tasks=100),
+                         omniglot=dict(iterations=400, eval_tasks=50, eval_every=100)),
+           "full": dict(sine=dict(iterations=10000, tasks=100),
+                        omniglot=dict(iterations=1500, eval_tasks=50))}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A held-out score during training: at each evaluated outer iteration, its value."""
+    iterations: tuple
+    values: tuple
+
+
+@dataclass(frozen=True)
+class SineStudy:
+    curves: dict          # {k: Curve}: held-out MSE after 32 SGD steps, during training
+    zero_shot: dict       # {k: held-out MSE of the final theta before any step}
+    spread: dict          # {k: standard deviation over x of the final theta's zero-shot prediction}
+    step_sizes: dict      # {eps: final held-out MSE of Reptile k = 5 with outer step eps}
+    thetas: dict = field(default=None, compare=False, repr=False)   # {k: final theta (P,)}; not in the JSON
+
+    def to_dict(self):
+        return {"curves": {str(k): [list(c.iterations), list(c.values)] for k, c in self.curves.items()},
+                "zero_shot": {str(k): {"mse": self.zero_shot[k], "prediction spread": self.spread[k]}
+                              for k in self.zero_shot},
+                "step_sizes": {str(eps): v for eps, v in self.step_sizes.items()}}
+
+    @classmethod
+    def from_dict(cls, d):
+        z = {int(k): v for k, v in d["zero_shot"].items()}
+        return cls({int(k): Curve(tuple(x), tuple(y)) for k, (x, y) in d["curves"].items()},
+                   {k: v["mse"] for k, v in z.items()}, {k: v["prediction spread"] for k, v in z.items()},
+                   {float(eps): v for eps, v in d["step_sizes"].items()})
+
+
+@dataclass(frozen=True)
+class OmniglotStudy:
+    curves: dict          # {k: Curve}: held-out 5-way 1-shot accuracy after adaptation, during training
+    zero_shot: dict       # {k: accuracy of the final theta before any fine-tuning (chance is 0.2)}
+
+    def to_dict(self):
+        return {"curves": {str(k): [list(c.iterations), list(c.values)] for k, c in self.curves.items()},
+                "zero_shot": {str(k): v for k, v in self.zero_shot.items()}}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls({int(k): Curve(tuple(x), tuple(y)) for k, (x, y) in d["curves"].items()},
+                   {int(k): v for k, v in d["zero_shot"].items()})
+
+
+def _curve(result):
+    """The Curve of a TrainResult whose evaluations are {"score": value}."""
+    return Curve(tuple(i for i, _ in result.evals), tuple(e["score"] for _, e in result.evals))
+
+
+def _reporting(score, report, k, iterations, every):
+    """meta_train's evaluation {"score": score(theta)}, which also tells ``report(k, iteration, value)``
+    each value as it comes (live curves); meta_train evaluates every ``every`` iterations and at the last."""
+    points = iter([i for i in range(1, iterations + 1) if i % every == 0 or i == iterations])
+
+    def scored(theta):
+        value = score(theta)
+        if report is not None:
+            report(k, next(points), value)
+        return {"score": value}
+    return scored
+
 
 def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1.0), seed=0,
-               eval_every=None, tasks=100, progress=False):
+               eval_every=None, tasks=100, progress=False, report=None):
     """Held-out MSE after 32 steps during training for each k, the zero-shot MSE and the spread
-    of the zero-shot predictions, and the final MSE of k = 5 for each outer step size eps."""
+    of the zero-shot predictions, and the final MSE of k = 5 for each outer step size eps.
+    ``report(k, iteration, mse)``, if given, hears each evaluation as it happens."""
     eval_every = eval_every or max(iterations // 10, 1)
     net = sine_mlp()                         # the architecture sine.train builds; layers hold no state
-    adapted = lambda th: {"mse": float(sine.evaluate(net, th, tasks=tasks)["mse"][-1].mean())}
-    curves, zero_shot = {}, {}
+    adapted = lambda th: float(sine.evaluate(net, th, tasks=tasks)["mse"][-1].mean())
+    curves, zero_shot, spread, thetas = {}, {}, {}, {}
     x = sine.SineTasks().x_all[:, None]
     for k in ks:
         config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[k], seed=seed)
-        _, result = sine.train(config, evaluate=adapted, eval_every=eval_every, progress=progress,
-                               desc=f"sine k={k}")
-        curves[k] = ([i for i, _ in result.evals], [e["mse"] for _, e in result.evals])
-        zero_shot[k] = {"mse": float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean()),
-                        "prediction spread": float(net.forward(result.theta, x)[0].std())}
+        _, result = sine.train(config, evaluate=_reporting(adapted, report, k, iterations, eval_every), eval_every=eval_every,
+                               progress=progress, desc=f"sine k={k}")
+        curves[k] = _curve(result)
+        zero_shot[k] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean())
+        spread[k] = float(net.forward(result.theta, x)[0].std())
+        thetas[k] = result.theta
     step_sizes = {}
     for eps in eps_values:
         config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[5], meta_step=eps, seed=seed)
         _, result = sine.train(config, progress=progress, desc=f"sine eps={eps}")
-        step_sizes[eps] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][-1].mean())
-    return {"curves": curves, "zero_shot": zero_shot, "step_sizes": step_sizes}
+        step_sizes[eps] = adapted(result.theta)
+    return SineStudy(curves, zero_shot, spread, step_sizes, thetas)
 
 
 def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eval_every=None,
-                   eval_tasks=50, seed=0, progress=False, workers=None, **net_args):
+                   eval_tasks=50, seed=0, progress=False, workers=None, report=None, **net_args):
     """Held-out 5-way 1-shot accuracy during training for each number of inner Adam steps k,
-    and the zero-shot accuracy (before fine-tuning) of the final theta."""
+    and the zero-shot accuracy (before fine-tuning) of the final theta.
+    ``report(k, iteration, accuracy)``, if given, hears each evaluation as it happens."""
     eval_every = eval_every or max(iterations // 5, 1)
     net = omniglot_net(5, **net_args)
     curves, zero_shot = {}, {}
-    scores = lambda th: {"accuracy": fewshot.evaluate(
-        net, th, test_pool, np.random.default_rng(seed + 1), tasks=eval_tasks, ways=5, shots=1,
-        inner_iters=50, progress=progress, desc="evaluating", workers=workers)["non-transductive"][0]}
+    accuracy = lambda th: fewshot.evaluate(
+        net, th, test_pool, stream(seed, "evaluation tasks"), tasks=eval_tasks, ways=5, shots=1,
+        inner_iters=50, progress=progress, desc="evaluating", workers=workers)["non-transductive"][0]
     for k in ks:
         sample = fewshot.training_sampler(train_pool, ways=5, shots=10, batch_size=10, inner_iters=k,
                                           meta_batch=5)
         config = TrainConfig(iterations=iterations, lr=0.001, inner="adam", meta_step=1.0, seed=seed,
                              eval_every=eval_every)
-        result = meta_train(net, net.init(np.random.default_rng(seed), dtype=np.float32), sample,
-                            softmax_cross_entropy, config, evaluate=scores, progress=progress,
-                            desc=f"omniglot k={k}", workers=workers)
-        curves[k] = ([i for i, _ in result.evals], [e["accuracy"] for _, e in result.evals])
-        zero_shot[k] = zero_shot_accuracy(net, result.theta, test_pool, np.random.default_rng(seed + 1),
+        result = meta_train(net, net.init(stream(seed, "initialization"), dtype=np.float32), sample,
+                            softmax_cross_entropy, config, evaluate=_reporting(accuracy, report, k, iterations, eval_every),
+                            progress=progress, desc=f"omniglot k={k}", workers=workers)
+        curves[k] = _curve(result)
+        zero_shot[k] = zero_shot_accuracy(net, result.theta, test_pool, stream(seed, "evaluation tasks"),
                                           eval_tasks)
-    return {"curves": curves, "zero_shot": zero_shot}
+    return OmniglotStudy(curves, zero_shot)
 
 
 def zero_shot_accuracy(net, theta, pool, rng, tasks=50, ways=5):
@@ -78,17 +156,19 @@ def zero_shot_accuracy(net, theta, pool, rng, tasks=50, ways=5):
 OUTPUTS = ("joint_vs_reptile.png", "joint_vs_reptile.json")
 
 
-def run(out, pools=None, smoke=False, progress=True, workers=None):
-    """Notebook 04's comparison at full (or smoke) budget: joint_vs_reptile.png and .json in
-    the folder ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot."""
+def run(out, pools=None, budget="full", progress=True, workers=None):
+    """The comparison at a named budget (``BUDGETS``): joint_vs_reptile.png and .json in the folder
+    ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot. Returns
+    (SineStudy, OmniglotStudy or None)."""
     from . import plots
-    from .outputs import as_folder, jsonable, write_json
+    from .outputs import as_folder, write_json
     out = as_folder(out)
-    sine_part = sine_study(iterations=200 if smoke else 10000, tasks=20 if smoke else 100, progress=progress)
+    sizes = BUDGETS[budget]
+    sine_part = sine_study(**sizes["sine"], progress=progress)
     omni_part = None
     if pools is not None:
-        omni_part = omniglot_study(*pools, iterations=10 if smoke else 1500, eval_tasks=4 if smoke else 50,
-                                   eval_every=10 if smoke else None, progress=progress, workers=workers)
+        omni_part = omniglot_study(*pools, **sizes["omniglot"], progress=progress, workers=workers)
     plots.joint_vs_reptile(sine_part, omni_part, out.file("joint_vs_reptile.png"))
-    write_json(out.file("joint_vs_reptile.json"), {"sine": jsonable(sine_part), "omniglot": jsonable(omni_part)})
+    write_json(out.file("joint_vs_reptile.json"),
+               {"sine": sine_part.to_dict(), "omniglot": omni_part and omni_part.to_dict()})
     return sine_part, omni_part

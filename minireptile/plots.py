@@ -67,6 +67,42 @@ def learning_curves(curves, path=None, xlabel="outer iteration", ylabel="", titl
     return _done(fig, path)
 
 
+class LiveCurves:
+    """Learning curves that grow while training runs: ``update(label, x, y)`` adds a point and redraws.
+
+    In a notebook the figure is shown once, where ``LiveCurves`` is made, and replaced in place at each
+    point (IPython's display handle); elsewhere it only collects. ``figure`` is the Figure itself.
+    """
+
+    def __init__(self, xlabel="outer iteration", ylabel="", title="", logy=False, hlines=None):
+        self.figure, self.ax = _figure(figsize=(7, 4.5))
+        self.labels = dict(xlabel=xlabel, ylabel=ylabel, title=title, logy=logy, hlines=hlines or {})
+        self.points = {}                                         # {label: ([x], [y])}
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            self._handle = display(self.figure, display_id=True) if get_ipython() is not None else None
+        except ImportError:
+            self._handle = None
+
+    def update(self, label, x, y):
+        xs, ys = self.points.setdefault(label, ([], []))
+        xs.append(x)
+        ys.append(y)
+        self.ax.clear()
+        for name, (px, py) in self.points.items():
+            self.ax.plot(px, py, "o-", ms=3, lw=1.5, label=name)
+        for name, value in self.labels["hlines"].items():
+            self.ax.axhline(value, ls="--", color="gray", lw=1, label=name)
+        if self.labels["logy"]:
+            self.ax.set_yscale("log")
+        self.ax.set(xlabel=self.labels["xlabel"], ylabel=self.labels["ylabel"], title=self.labels["title"])
+        self.ax.grid(alpha=0.3)
+        self.ax.legend(fontsize=8)
+        if self._handle is not None:
+            self._handle.update(self.figure)
+
+
 def taylor_residuals(lrs, curves_by_k, path=None):
     """One panel per k: |exact - leading-order expansion| against lr, with and without the
     lr H g terms, for each method (log-log)."""
@@ -84,20 +120,20 @@ def taylor_residuals(lrs, curves_by_k, path=None):
 
 def joint_vs_reptile(sine_part, omni_part, path=None):
     """Left: held-out sine MSE after adaptation by k. Middle: k = 5 by outer step size.
-    Right: Omniglot 1-shot accuracy by k (if given)."""
+    Right: Omniglot 1-shot accuracy by k (if given). ``joint.SineStudy`` and ``joint.OmniglotStudy``."""
     panels = 3 if omni_part else 2
     fig, axes = _figure(1, panels, figsize=(5 * panels, 4))
-    for k, (x, y) in sine_part["curves"].items():
-        axes[0].plot(x, y, label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
+    for k, curve in sine_part.curves.items():
+        axes[0].plot(curve.iterations, curve.values, label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
     axes[0].set(yscale="log", xlabel="outer iteration", ylabel="held-out MSE after 32 steps",
                 title="sine waves")
-    eps, mse = zip(*sorted(sine_part["step_sizes"].items()))
+    eps, mse = zip(*sorted(sine_part.step_sizes.items()))
     axes[1].plot(eps, mse, "o-")
     axes[1].set(xscale="log", xlabel="outer step size eps", ylabel="held-out MSE after 32 steps",
                 title="sine waves, Reptile k = 5")
     if omni_part:
-        for k, (x, y) in omni_part["curves"].items():
-            axes[2].plot(x, y, "o-", label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
+        for k, curve in omni_part.curves.items():
+            axes[2].plot(curve.iterations, curve.values, "o-", label=f"k = {k}" + (" (joint training)" if k == 1 else ""))
         axes[2].axhline(0.2, ls="--", color="gray", lw=1)
         axes[2].set(xlabel="outer iteration", ylabel="held-out 5-way 1-shot accuracy",
                     title="Omniglot")

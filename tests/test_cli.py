@@ -290,6 +290,8 @@ def test_omniglot_eval_refuses_zero_tasks(tmp_path, env, trained, data):
     (["gradient-combos", "--eval-tasks", 0], "--eval-tasks must be an integer of at least 1, got 0"),
     (["gradient-combos", "--inner-lr", -1], "--inner-lr must be a number above 0"),
     (["gradient-combos"], "--data must be at least 5 training classes of 20 images each"),
+    (["gradient-combos", "--runs", "g1", "g5"], "--runs must be one of g1, g2, .*, got g5"),
+    (["gradient-combos", "--runs", "g1", "g1"], "--runs must be distinct names, got g1 g1"),
     (["joint", "--test-alphabets", "Q"], "--test-alphabets must be alphabets of the data"),
     (["figures", "--test-alphabets", "Q"], "--test-alphabets must be alphabets of the data"),
     (["demo", "--port", 70000], "--port must be from 0 to 65535"),

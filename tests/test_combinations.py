@@ -38,13 +38,13 @@ def test_one_iteration_is_each_runs_weighted_meta_gradient_step():
 
 
 def claims_for(final, tasks=400, noise=0.0, seed=0):
-    """paper_claims for per-task scores around the given final accuracies (paired: a shared task
-    difficulty, plus ``noise`` of each run's own)."""
+    """paper_claims for per-task scores around the given final accuracies of the runs named there
+    (paired: a shared task difficulty, plus ``noise`` of each run's own)."""
     rng = np.random.default_rng(seed)
-    names = [name for name, *_ in combinations.RUNS]
+    names = [name for name, *_ in combinations.RUNS if name in final]
     difficulty = rng.normal(0, 0.2, tasks)
     hits = np.array([final[n] + difficulty + noise * rng.normal(size=tasks) for n in names])
-    curves = combinations.Curves(names, [10], hits.mean(axis=1)[None], np.zeros((1, 10)), 0.46, hits=hits)
+    curves = combinations.Curves(names, [10], hits.mean(axis=1)[None], np.zeros((1, len(names))), 0.46, hits=hits)
     return combinations.paper_claims(curves)
 
 
@@ -101,3 +101,39 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     for name in ("sine", "taylor_residuals", "inner_product", "joint_vs_reptile", "gradient_combinations",
                  "method_comparison"):
         assert (out / f"{name}.png").is_file(), name
+
+
+def test_train_uses_the_step_it_is_given():
+    """A notebook's own update trains the runs: a step that never moves theta leaves theta at its start."""
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    seen = []
+
+    def frozen(net, theta, batches, weights, eps, lr):
+        seen.append((theta.shape, len(batches), batches[0][0].shape[0], weights.shape, eps.shape))
+        return theta
+    runs = [r for r in combinations.RUNS if r[0] in ("g1", "g1+g2")]
+    curves = combinations.train(net, pool(0), pool(1), iterations=3, eval_every=3, eval_tasks=2, seed=1,
+                                runs=runs, progress=False, step=frozen)
+    start = net.init(np.random.default_rng(1), dtype=np.float32)
+    assert seen == [((2, net.num_params), 4, 2, (2, 4), (2,))] * 3
+    np.testing.assert_array_equal(curves.theta, np.stack([start, start]))
+    with pytest.raises(ValueError, match="workers run the library's weighted_step"):
+        combinations.train(net, pool(0), pool(1), iterations=1, runs=runs, progress=False, step=frozen,
+                           workers=object())
+
+
+def test_claims_whose_runs_were_not_trained_are_left_out():
+    claims = claims_for({"g1": 0.5, "g2": 0.8, "g1+g2": 0.9})
+    assert list(claims) == ["g1 gains less than every multi-gradient run"]
+    assert list(claims[next(iter(claims))]["differences"]) == ["g2 - g1", "g1+g2 - g1"]
+
+
+def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_claim():
+    assert set(combinations.BUDGETS) == {"smoke", "class", "full"}
+    configs = {name: combinations.CombinationsConfig(**b) for name, b in combinations.BUDGETS.items()}
+    assert configs["full"] == combinations.CombinationsConfig()
+    needed = {"g1", "g2", "g3", "g4", "g1+g2", "g1+g2+g3", "g1+g2+g3+g4"}
+    assert needed <= set(configs["class"].runs)
+    assert [name for name, *_ in configs["class"].train_args()["runs"]] == list(configs["class"].runs)
+    with pytest.raises(ValueError, match="runs must be one of"):
+        combinations.CombinationsConfig(runs=("g1", "g9"))
