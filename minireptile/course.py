@@ -17,6 +17,7 @@ function's docstring above it says what to compute and the shapes), hidden tests
 and an index of the exercises with their points.
 """
 import json
+import os
 import re
 from pathlib import Path
 
@@ -33,10 +34,18 @@ EXERCISES = [
     ("01", "maml_gradient", 3, "exact MAML: g_k carried back through (I - lr H_i) by Hessian-vector products"),
     ("02", "avg_grad_inner", 2, "AvgGradInner = 1/2 (H_i g_j + H_j g_i) = 1/2 grad (g_i . g_j)"),
     ("03", "combination_weights", 1, "joint training, FOMAML, Reptile and their averages as weights on g_1..g_k"),
+    ("04", "adapted_mse", 2, "the loss after adaptation, step by step: what meta-learning improves and joint training does not"),
+    ("05", "relative_variance", 2, "the relative variance of an update, corrected for the noise in the mean of n tasks"),
 ]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")      # nbgrader's ClearSolutions.code_stub
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+def notebook_budget():
+    """The budget a notebook runs at: "smoke" under the test suite (MINIREPTILE_SMOKE=1), else "class"
+    (each study's ``BUDGETS`` say what that is: ten minutes or less on a 2-core laptop)."""
+    return "smoke" if os.environ.get("MINIREPTILE_SMOKE") == "1" else "class"
 
 
 def notebooks_folder():

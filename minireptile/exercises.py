@@ -277,3 +277,51 @@ def check_combination_weights(combination_weights_fn):
         return problem and f"with k = {k}: {problem}"
     _run("combination_weights", check, st.tuples(st.sampled_from(["joint", "fomaml", "reptile", "average"]),
                                                  st.integers(1, 5)))
+
+
+# ----------------------------------------------------------------------------- notebook 04
+
+def check_adapted_mse(adapted_mse):
+    """adapted_mse(net, theta (T?, P), x_support (T, K, 1), y_support, x_query (T, Q, 1), y_query, steps, lr)
+    -> (steps + 1, T): each task's query MSE after 0, 1, ..., steps full-batch SGD steps on its support set."""
+    from .tasks.sine import SineTasks, adapt
+
+    def check(case):
+        hidden, T, K, steps, shared, seed = case
+        rng = np.random.default_rng(seed)
+        net, family = sine_mlp(hidden), SineTasks()
+        theta = net.init(rng) if shared else np.stack([net.init(rng) for _ in range(T)])
+        amplitude, phase = family.sample(rng, T)
+        x_support, x_query = rng.uniform(-5, 5, (T, K, 1)), rng.uniform(-5, 5, (T, 7, 1))
+        y_support, y_query = family.f(x_support, amplitude, phase), family.f(x_query, amplitude, phase)
+        got = adapted_mse(net, theta, x_support, y_support, x_query, y_query, steps, 0.02)
+        predictions = adapt(net, theta, x_support, y_support, x_query, steps, 0.02, range(steps + 1))
+        expected = ((predictions - y_query) ** 2).mean(axis=(2, 3))                     # (steps + 1, T)
+        problem = _compare("the query MSE", got, expected)
+        return problem and (f"for T = {T} tasks ({'one shared theta' if shared else 'one theta each'}), "
+                            f"K = {K} support points and {steps} steps: {problem}")
+    _run("adapted_mse", check, st.tuples(st.integers(2, 6), st.integers(1, 3), st.integers(2, 6),
+                                         st.integers(1, 4), st.booleans(), seeds))
+
+
+# ----------------------------------------------------------------------------- notebook 05
+
+def check_relative_variance(relative_variance):
+    """relative_variance(updates (n, P)) -> tr S / (|m|^2 - tr S / n), or inf where that signal is not
+    positive; m is the mean update and tr S = sum_t |u_t - m|^2 / (n - 1)."""
+    from .variance import statistics
+
+    def check(case):
+        n, P, drift, seed = case
+        rng = np.random.default_rng(seed)
+        updates = drift * rng.standard_normal(P) + rng.standard_normal((n, P))           # (n, P)
+        expected = statistics(updates)["relative_variance_corrected"]
+        got = float(relative_variance(updates))
+        where = f"for n = {n} updates of P = {P} parameters"
+        if np.isinf(expected) or np.isinf(got):
+            return None if got == expected else (f"{where}: got {got:.4g}, expected {expected:.4g} (inf when "
+                                                 "|m|^2 - tr S / n is not positive: no expected update visible)")
+        problem = _compare("the relative variance", got, expected)
+        return problem and f"{where}: {problem}"
+    _run("relative_variance", check, st.tuples(st.integers(2, 8), st.integers(1, 6),
+                                               st.sampled_from([0.0, 0.5, 2.0, 5.0]), seeds))

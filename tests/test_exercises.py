@@ -5,6 +5,7 @@ import pytest
 
 from minireptile import exercises
 from minireptile.exercises import ExerciseFailed, im2col
+from minireptile.losses import mse
 
 
 # ----------------------------------------------------------------------------- right answers (as in the notebooks)
@@ -121,6 +122,29 @@ def combination_weights(name, k):
     return w
 
 
+def adapted_mse(net, theta, x_support, y_support, x_query, y_query, steps, lr, train_on_query=False,
+                record_after=False):
+    """The mutants adapt on the query points, or record each MSE after its step instead of before."""
+    phi = np.broadcast_to(theta, (len(x_support), theta.shape[-1]))
+    x_fit, y_fit = (x_query, y_query) if train_on_query else (x_support, y_support)
+    curve = []
+    for step in range(steps + 1):
+        if record_after:
+            phi = phi - lr * net.loss_and_grad(phi, x_fit, y_fit, mse)[1]
+        curve.append(((net.forward(phi, x_query)[0] - y_query) ** 2).mean(axis=(1, 2)))   # (T,)
+        if not record_after:
+            phi = phi - lr * net.loss_and_grad(phi, x_fit, y_fit, mse)[1]
+    return np.stack(curve)                                                                 # (steps + 1, T)
+
+
+def relative_variance(updates, corrected=True, ddof=1):
+    n = len(updates)
+    m = updates.mean(axis=0)
+    trace = ((updates - m) ** 2).sum() / (n - ddof)
+    signal = m @ m - (trace / n if corrected else 0)
+    return trace / signal if signal > 0 else np.inf
+
+
 # ----------------------------------------------------------------------------- mutants: wrong in one way each
 
 MUTANTS = {
@@ -182,6 +206,18 @@ MUTANTS = {
         lambda name, k: combination_weights("average" if name == "reptile" else name, k),
         lambda name, k: combination_weights("reptile" if name == "average" else name, k),
     ],
+    "adapted_mse": [
+        lambda *args: adapted_mse(*args, train_on_query=True),                        # fits the query points
+        lambda *args: adapted_mse(*args, record_after=True),                          # one step late
+        lambda *args: adapted_mse(*args).mean(axis=1),                                # averages the tasks
+        lambda net, th, xs, ys, xq, yq, steps, lr: adapted_mse(net, th, xs, ys, xs, ys, steps, lr),  # scores the support
+    ],
+    "relative_variance": [
+        lambda u: relative_variance(u, corrected=False),                              # the plain ratio
+        lambda u: relative_variance(u, ddof=0),                                       # tr S with 1 / n
+        lambda u: (lambda m, tr: tr / (m @ m + tr / len(u)))(u.mean(0), ((u - u.mean(0)) ** 2).sum() / (len(u) - 1)),
+        lambda u: relative_variance(u) / u.shape[1],                                  # per parameter
+    ],
 }
 
 
@@ -210,7 +246,7 @@ def test_the_right_answer_passes(name, capsys):
 
 @pytest.mark.parametrize("name,index", [(n, i) for n in sorted(MUTANTS) for i in range(len(MUTANTS[n]))])
 def test_every_mutant_is_rejected_with_words(name, index):
-    with pytest.raises(ExerciseFailed, match=rf"^{name} is wrong: .*(shape|rel_error|raised)"):
+    with pytest.raises(ExerciseFailed, match=rf"^{name} is wrong: .*(shape|rel_error|raised|expected)"):
         getattr(exercises, f"check_{name}")(MUTANTS[name][index])
 
 

@@ -18,8 +18,10 @@ WITH_EXERCISES = sorted({nb for nb, *_ in course.EXERCISES})
 
 
 def nbgrader(folder, *args):
+    # nbgrader runs alembic as a program: the interpreter's own scripts folder first (a venv not activated)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=folder, capture_output=True,
-                            text=True, timeout=600, env=os.environ | {"MINIREPTILE_SMOKE": "1"})
+                            text=True, timeout=600, env=os.environ | {"MINIREPTILE_SMOKE": "1", "PATH": path})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

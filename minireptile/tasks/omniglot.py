@@ -31,6 +31,7 @@ from .._atomic import atomic_write
 from ..config import ConfigError, option
 from ..outputs import cache_dir
 from .experiment import FewShotConfig
+from .fewshot import ClassPool
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
         "images_background_small2")
@@ -350,3 +351,20 @@ def locate(root=None, download_missing=True, progress=True):
             root.rmdir()
         raise DataMissing(f"{how}. (The download failed: {err})") from None
     return root
+
+
+def notebook_pools(smoke):
+    """(train pool, test pool, description) for a notebook: Omniglot found by ``locate`` (downloaded
+    when missing). Only in smoke mode (``smoke`` true) and only when there is no Omniglot do tiny
+    pools of random patterns stand in, and the description says so: numbers from them mean nothing."""
+    try:
+        found = locate(download_missing=not smoke)
+    except DataMissing:
+        if not smoke:
+            raise                              # the message says how to get the data
+        rng = np.random.default_rng(0)
+        patterns = lambda n: rng.uniform(0, 1, (n, 1, 28, 28)) + 0.1 * rng.standard_normal((n, 20, 28, 28))
+        return (ClassPool(patterns(10)), ClassPool(patterns(6)),
+                "smoke mode without Omniglot: synthetic random patterns stand in, so the numbers mean nothing")
+    split = pools(found)
+    return split.train, split.test, split.description
