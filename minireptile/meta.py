@@ -42,10 +42,6 @@ def combination_weights(method, k):
     return weights
 
 
-def _is_maml(method):
-    return isinstance(method, str) and method == "maml"
-
-
 def meta_gradient(net, theta, batches, lr, loss, method="reptile"):
     """The meta-gradient of one inner loop (P,), or one per task (T, P).
 
@@ -59,35 +55,60 @@ def meta_gradient(net, theta, batches, lr, loss, method="reptile"):
 def meta_direction(net, theta, batches, lr, loss, method="reptile", inner="sgd", state=None):
     """lr g in parameter units, like theta, with the inner losses (T?, k') and Adam state.
 
-    Reptile's direction is theta - phi; the others are lr times their combination
-    of gradients. For inner="adam" the displacements of the Adam steps take the
-    place of lr g_i (as in the authors' code): Reptile's direction is still
-    theta - phi, first-order MAML's the last step. Steps after the last one with
-    a nonzero weight are not run (joint training runs one).
+    One function per update rule below; this picks it. For inner="adam" the displacements of the
+    Adam steps take the place of lr g_i (as in the authors' code): Reptile's direction is still
+    theta - phi, first-order MAML's the last step.
     """
-    k = check_inner(batches, lr)
+    check_inner(batches, lr)
     if inner not in ("sgd", "adam"):
         raise ValueError(f"inner must be 'sgd' or 'adam', got {inner!r}")
-    if _is_maml(method):
-        if inner != "sgd":
-            raise ValueError("method 'maml' differentiates through plain SGD steps; use inner='sgd'")
-        g, losses = maml_gradient(net, theta, batches, lr, loss)
-        return lr * g, losses, state
-    weights = combination_weights(method, k)
-    nonzero = np.flatnonzero(weights)
-    used = int(nonzero[-1]) + 1 if len(nonzero) else 1         # later steps would not count
+    if isinstance(method, str) and method in UPDATES:
+        return UPDATES[method](net, theta, batches, lr, loss, inner, state)
+    return weighted(net, theta, batches, lr, loss, inner, state, combination_weights(method, len(batches)))
+
+
+def _inner_steps(net, theta, batches, lr, loss, inner, state):
+    """phi, the steps as lr g_i (SGD's g_i times lr, Adam's displacements), losses, the Adam state."""
     if inner == "sgd":
-        phi, steps, losses = run_sgd(net, theta, batches[:used], lr, loss)
-        scale = lr                                             # an SGD step is lr g_i
-    else:
-        phi, steps, losses, state = run_adam(net, theta, batches[:used], lr, loss, state)
-        scale = 1.0
-    if len(nonzero) == k and np.all(weights == 1):             # Reptile: the whole displacement
-        return theta - phi, losses, state
+        phi, grads, losses = run_sgd(net, theta, batches, lr, loss)
+        return phi, [lr * g for g in grads], losses, state
+    return run_adam(net, theta, batches, lr, loss, state)
+
+
+def reptile(net, theta, batches, lr, loss, inner="sgd", state=None):
+    """theta - phi = lr (g_1 + ... + g_k): the whole displacement of the inner loop."""
+    phi, _, losses, state = _inner_steps(net, theta, batches, lr, loss, inner, state)
+    return theta - phi, losses, state
+
+
+def fomaml(net, theta, batches, lr, loss, inner="sgd", state=None):
+    """lr g_k: the last step alone, its gradient taken at phi_{k-1}."""
+    _, steps, losses, state = _inner_steps(net, theta, batches, lr, loss, inner, state)
+    return steps[-1], losses, state
+
+
+def joint(net, theta, batches, lr, loss, inner="sgd", state=None):
+    """lr g_1: Reptile with k = 1, the plain gradient of a fresh task's loss at theta (one step runs)."""
+    return fomaml(net, theta, batches[:1], lr, loss, inner, state)
+
+
+def weighted(net, theta, batches, lr, loss, inner="sgd", state=None, weights=None):
+    """lr (w_1 g_1 + ... + w_k g_k); steps after the last nonzero weight are not run."""
+    nonzero = np.flatnonzero(weights)
+    used = int(nonzero[-1]) + 1 if len(nonzero) else 1
+    phi, steps, losses, state = _inner_steps(net, theta, batches[:used], lr, loss, inner, state)
     direction = np.zeros_like(phi)
     for i in nonzero:
-        direction += float(scale * weights[i]) * steps[i]      # float(): keep float32 float32
+        direction += float(weights[i]) * steps[i]               # float(): keep float32 float32
     return direction, losses, state
+
+
+def maml(net, theta, batches, lr, loss, inner="sgd", state=None):
+    """lr d/dtheta L_k(phi_{k-1}(theta)), exact: back through the k - 1 plain SGD steps (``maml_gradient``)."""
+    if inner != "sgd":
+        raise ValueError("method 'maml' differentiates through plain SGD steps; use inner='sgd'")
+    g, losses = maml_gradient(net, theta, batches, lr, loss)
+    return lr * g, losses, state
 
 
 def maml_gradient(net, theta, batches, lr, loss):
@@ -107,6 +128,10 @@ def maml_gradient(net, theta, batches, lr, loss):
     for (x, y), phi in zip(batches[-2::-1], phis[-2::-1]):
         v = v - lr * net.hvp(phi, x, y, v, loss)           # times (I - lr H_i)^T = (I - lr H_i)
     return v, np.stack(losses, axis=-1)
+
+
+#: The update rules by name; meta_direction picks one (a length-k array of weights: ``weighted``).
+UPDATES = {"reptile": reptile, "fomaml": fomaml, "joint": joint, "maml": maml}
 
 
 def linear_schedule(start, end, iteration, iterations):
@@ -133,7 +158,13 @@ class OuterSGD:
 
 class OuterAdam:
     """Adam on the meta-direction d, used as if it were a gradient (the Reptile post's
-    suggestion), with the annealed eps as its learning rate."""
+    suggestion), with the annealed eps as its learning rate.
+
+    Why a second Adam beside ``inner.run_adam``: this one moves theta once per meta-iteration with
+    the usual beta1 = 0.9 and keeps its moments in the optimizer; the inner one adapts phi within a
+    task with the paper's beta1 = 0, TensorFlow's bias correction, and moments carried per task slot
+    (``AdamState``) from one meta-batch to the next.
+    """
 
     name = "adam"
 
