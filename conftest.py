@@ -44,3 +44,10 @@ def _no_process_outlives_its_test(monkeypatch):
             except ProcessLookupError:
                 pass
             process.wait()
+
+
+def pytest_collection_modifyitems(items):
+    """A notebook (nbmake) runs its kernel for seconds to a minute: it belongs to the slow tier."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import ConfigError, differences
 from .outputs import OutputError, RunFolder, check_writable, write_json
+from .report import table as _table
 
 
 class UsageError(Exception):
@@ -157,10 +158,6 @@ def _check_scale(args):
         raise UsageError("--workers and --scheduler exclude each other (a cluster has its own workers)")
 
 
-def _table(rows, header):
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))
-    return "\n".join([line(header)] + [line(r) for r in rows])
 
 
 def _trained(result, iterations):
@@ -362,16 +359,7 @@ def cmd_gradient_combos(args):
     with _workers(args) as workers:
         curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
                                   workers=workers)
-    rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}% +- {100 * curves.ci[-1, r]:.1f}",
-             f"{100 * curves.transductive[-1, r]:.1f}% +- {100 * curves.ci_transductive[-1, r]:.1f}"]
-            for r, n in enumerate(curves.names)]
-    print(f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min, evaluations included); "
-          f"random initialization {100 * curves.random_init:.1f}%; {config.eval_tasks} test tasks, the same for every run")
-    print(_table(rows, ["run", "accuracy", "transductive"]))
-    for claim, result in combinations.paper_claims(curves).items():
-        differences = ", ".join(f"{pair} {100 * d['mean']:+.1f} +- {100 * d['ci95']:.1f}"
-                                for pair, d in result["differences"].items())
-        print(f"{result['verdict']}: {claim} ({differences} points, paired)")
+    print(combinations.report(curves, combinations.paper_claims(curves)))
 
 
 def cmd_compare(args):
@@ -387,16 +375,7 @@ def cmd_compare(args):
     with _workers(args, config.meta_batch) as workers:
         results = comparison.run(config, train_pool, test_pool, out, described, resume=args.resume,
                                  progress=not args.quiet, workers=workers)
-    rows = [[r["label"], f"{r['train_seconds']:.0f} s", k, mode,
-             f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
-            for r in results["methods"].values() for k, modes in r["final"].items() for mode, v in modes.items()]
-    print(_table(rows, ["method", "training", "shots", "mode", f"accuracy over {config.eval_tasks} tasks"]))
-    init = results["variance_at_init"]
-    print(f"updates at the initial theta, over {config.variance_tasks} tasks: " + "; ".join(
-        f"{comparison.LABELS[m]}: relative variance {s['relative_variance_corrected']:.2f} (bias-corrected), "
-        f"cosine to MAML {s.get('cosine', float('nan')):.2f}" for m, s in init.items()))
-    for claim, result in results["claims"].items():
-        print(f"{result['verdict']}: {claim}")
+    print(comparison.report(results))
 
 
 def _prepare_comparison(out, config, resume, overwrite):
@@ -435,13 +414,7 @@ def cmd_joint(args):
     with _workers(args) as workers:
         sine_part, omni_part = joint.run(out, pools and pools[:2], "smoke" if args.smoke else "full",
                                          not args.quiet, workers)
-    print("sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)")
-    for k, curve in sine_part.curves.items():
-        print(f"  k = {k:2d}: {curve.values[-1]:.3f}   ({sine_part.zero_shot[k]:.3f}, {sine_part.spread[k]:.3f})")
-    print("sine, k = 5, by outer step size: " + ", ".join(f"eps {e}: {v:.3f}" for e, v in sine_part.step_sizes.items()))
-    if omni_part:
-        for k, curve in omni_part.curves.items():
-            print(f"omniglot k = {k:2d}: 1-shot {100 * curve.values[-1]:.1f}%, zero-shot {100 * omni_part.zero_shot[k]:.1f}%")
+    print(joint.report(sine_part, omni_part))
 
 
 def cmd_figures(args):

@@ -152,6 +152,21 @@ def paper_claims(curves):
     return claims
 
 
+def report(curves, claims):
+    """The last evaluation of every run and the claims with their paired differences, as text."""
+    from .report import points, table
+    rows = [[n, f"{100 * curves.accuracy[-1, r]:.1f}% +- {100 * curves.ci[-1, r]:.1f}",
+             f"{100 * curves.transductive[-1, r]:.1f}% +- {100 * curves.ci_transductive[-1, r]:.1f}"]
+            for r, n in enumerate(curves.names)]
+    lines = [f"after {curves.iterations[-1]} iterations ({curves.seconds / 60:.1f} min, evaluations included); "
+             f"random initialization {100 * curves.random_init:.1f}%; {curves.hits.shape[1]} test tasks, the same "
+             "for every run", table(rows, ["run", "accuracy", "transductive"])]
+    for claim, result in claims.items():
+        differences = ", ".join(f"{pair} {points(d)}" for pair, d in result["differences"].items())
+        lines.append(f"{result['verdict']}: {claim}\n    ({differences} points, paired over the same test tasks)")
+    return "\n".join(lines)
+
+
 @dataclasses.dataclass(frozen=True)
 class CombinationsConfig:
     """The gradient-combination study: a preset, and what to change of it."""

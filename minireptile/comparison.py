@@ -272,6 +272,32 @@ def paired_differences(hits, config):
     return out
 
 
+def report(results):
+    """The final scores, the variance at the initial theta and each claim with what it was read from, as text."""
+    from .report import points, table
+    rows = [[r["label"], f"{r['train_seconds']:.0f} s", k, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
+            for r in results["methods"].values() for k, modes in r["final"].items() for mode, v in modes.items()]
+    tasks = next(iter(results["methods"].values()))["test_tasks"] if results["methods"] else 0
+    init = results["variance_at_init"]
+    lines = [table(rows, ["method", "training", "shots", "mode", f"accuracy over {tasks} tasks"]),
+             f"updates at the initial theta, over {results['config']['variance_tasks']} tasks: " + "; ".join(
+                 f"{LABELS[m]}: relative variance {s['relative_variance_corrected']:.2f} (bias-corrected), "
+                 f"cosine to MAML {s.get('cosine', float('nan')):.2f}" for m, s in init.items())]
+    for claim, result in results["claims"].items():
+        lines.append(f"{result['verdict']}: {claim}")
+        for name, d in result.get("differences", {}).items():
+            lines.append(f"    Reptile - MAML, {name}: {points(d)} points (paired)")
+        if "difference" in result:
+            lines.append(f"    at {result['seconds']:.0f} training seconds, {result['shots']}: Reptile "
+                         f"{100 * result['accuracy']['reptile']:.1f}%, MAML {100 * result['accuracy']['maml']:.1f}% "
+                         f"({100 * result['difference']:+.1f} +- {100 * result['ci95']:.1f})")
+        if "lower_at" in result:
+            measured = len(result["lower_at"]) + len(result["not_lower_at"])
+            lines.append(f"    lower at {len(result['lower_at'])} of {measured} points"
+                         + (f"; not at {', '.join(result['not_lower_at'])}" if result["not_lower_at"] else ""))
+    return "\n".join(lines)
+
+
 #: Two methods "perform similarly" when the paired 95% interval of their difference lies within this.
 SIMILAR = 0.02
 

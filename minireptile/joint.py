@@ -73,6 +73,19 @@ class OmniglotStudy:
                    {int(k): v for k, v in d["zero_shot"].items()})
 
 
+def report(sine_part, omni_part=None):
+    """The studies' final numbers, as text."""
+    lines = ["sine: held-out MSE after 32 steps (zero-shot MSE, spread of the zero-shot prediction)"]
+    lines += [f"  k = {k:2d}: {curve.values[-1]:.3f}   ({sine_part.zero_shot[k]:.3f}, {sine_part.spread[k]:.3f})"
+              for k, curve in sine_part.curves.items()]
+    lines.append("sine, k = 5, by outer step size: " + ", ".join(
+        f"eps {e}: {v:.3f}" for e, v in sine_part.step_sizes.items()))
+    if omni_part:
+        lines += [f"omniglot k = {k:2d}: 1-shot {100 * curve.values[-1]:.1f}%, zero-shot {100 * omni_part.zero_shot[k]:.1f}%"
+                  for k, curve in omni_part.curves.items()]
+    return "\n".join(lines)
+
+
 def _curve(result):
     """The Curve of a TrainResult whose evaluations are {"score": value}."""
     return Curve(tuple(i for i, _ in result.evals), tuple(e["score"] for _, e in result.evals))

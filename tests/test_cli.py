@@ -181,6 +181,7 @@ def stopped_at(stderr):
     return int(stderr.split("stopped at iteration ")[1].split(";")[0])
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_the_checkpoint_and_resume_continues_from_it(tmp_path, env, data):
     out = tmp_path / "out"
     argv = ["omniglot", "--data", data, "--out", out, "--ways", 3, "--train-shots", 3, "--meta-batch", 2,
@@ -200,6 +201,7 @@ def test_ctrl_c_writes_the_checkpoint_and_resume_continues_from_it(tmp_path, env
     assert "--iterations 100000 (given 100001)" in message
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_an_evaluation_says_nothing_was_written(tmp_path, env, trained, data):
     out, _ = trained
     argv = ["omniglot-eval", "--data", data, "--checkpoint", out / "theta.npz", "--eval-tasks", 10**6,
@@ -244,6 +246,7 @@ def test_no_default_output_lies_in_the_repository():
 
 # ----------------------------------------------------------------------------- omniglot-eval
 
+@pytest.mark.slow
 def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_path, env, trained, data):
     out, _ = trained
     base = ["omniglot-eval", "--data", data, "--eval-tasks", 3, "--eval-iters", 2, "--quiet"]

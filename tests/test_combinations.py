@@ -76,6 +76,7 @@ def test_every_run_is_scored_on_the_same_test_tasks():
     assert curves.ci.shape == curves.accuracy.shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     import json
     from minireptile.cli import main

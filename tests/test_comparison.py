@@ -24,6 +24,7 @@ def data(tmp_path_factory):
     return data
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path, monkeypatch):
     final_tasks = []
     original = fewshot.score_tasks

@@ -56,6 +56,7 @@ def test_student_notebooks_have_no_outputs(students):
 
 
 @pytest.mark.parametrize("notebook", sorted({nb for nb, *_ in course.EXERCISES}))
+@pytest.mark.slow
 def test_each_student_notebook_stops_with_not_implemented_error_at_its_first_exercise(students, notebook):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -245,6 +245,7 @@ def test_the_right_answer_passes(name, capsys):
 
 
 @pytest.mark.parametrize("name,index", [(n, i) for n in sorted(MUTANTS) for i in range(len(MUTANTS[n]))])
+@pytest.mark.slow
 def test_every_mutant_is_rejected_with_words(name, index):
     with pytest.raises(ExerciseFailed, match=rf"^{name} is wrong: .*(shape|rel_error|raised|expected)"):
         getattr(exercises, f"check_{name}")(MUTANTS[name][index])

@@ -126,6 +126,7 @@ def test_evaluation_fine_tunes_to_well_above_chance():
         assert accuracy > 0.6 and 0 <= ci < 0.2, (mode, accuracy)
 
 
+@pytest.mark.slow
 def test_omniglot_command_end_to_end(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -229,6 +229,7 @@ def test_the_paper_net_has_the_papers_shapes():
 
 
 @pytest.mark.parametrize("tasks", [None, 2])
+@pytest.mark.slow
 def test_the_net_gradient_with_odd_pooling_and_rgb_matches_central_differences(tasks):
     net = mr.miniimagenet_net(3, width=3, blocks=2, image_size=21)      # 21 -> 10 -> 5: pooling drops a row
     rng = np.random.default_rng(1)
@@ -253,6 +254,7 @@ def test_the_net_gradient_with_odd_pooling_and_rgb_matches_central_differences(t
 
 # ----------------------------------------------------------------------------- learnability
 
+@pytest.mark.slow
 def test_meta_training_on_a_learnable_family_beats_the_random_initialization():
     """Colour-and-shape classes at 16 x 16: 300 Reptile iterations of the real loop lift held-out
     accuracy (new classes, 3 inner steps from 1 shot) clearly above the random initialization's."""

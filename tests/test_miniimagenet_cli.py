@@ -10,6 +10,8 @@ import pytest
 from miniimagenet_tree import dataset, write_csv, write_folders
 from test_cli import one_line_error, run
 
+pytestmark = pytest.mark.slow               # every test builds a cache and runs the command in a subprocess
+
 TINY = ["--ways", 2, "--iterations", 4, "--train-shots", 3, "--meta-batch", 2, "--inner-iters", 2,
         "--inner-batch", 4, "--eval-every", 2, "--eval-tasks", 4, "--eval-tasks-during", 2, "--eval-iters", 2,
         "--quiet"]

@@ -13,6 +13,7 @@ import pytest
 from minireptile import course
 
 pytest.importorskip("nbgrader")
+pytestmark = pytest.mark.slow               # real nbgrader runs each notebook twice: a minute each
 REPO = Path(__file__).resolve().parents[1]
 WITH_EXERCISES = sorted({nb for nb, *_ in course.EXERCISES})
 

@@ -64,6 +64,7 @@ def test_init_fan_in_uniform_and_batchnorm_identity():
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("T", [None, 2])
+@pytest.mark.slow
 def test_loss_and_grad_against_central_differences(case, T):
     rng = np.random.default_rng(3)
     net, theta, x, y, loss = CASES[case](rng, T)

@@ -61,6 +61,7 @@ def test_an_out_under_a_file_is_refused_in_one_line_before_any_work(name, data, 
     assert capsys.readouterr().out == ""                       # nothing started
 
 
+@pytest.mark.slow
 def test_taylor_twice_refuses_then_overwrite_replaces(tmp_path, capsys):
     out = tmp_path / "taylor"
     argv = ["taylor", "--smoke", "--quiet", "--out", str(out)]

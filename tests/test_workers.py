@@ -26,6 +26,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_theta_adam_state_and_scores_as_one_process(data, tmp_path):
     """With one BLAS thread everywhere, every slot is computed with the same arithmetic however
     the slots are split (3 + 2 here), and the driver averages them in slot order: so the
@@ -71,6 +72,7 @@ def worker_pids(driver):
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_run_in_one_line_and_resume_completes(data, tmp_path):
     env = os.environ | {"MINIREPTILE_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "run"
@@ -102,6 +104,7 @@ def test_a_killed_worker_ends_the_run_in_one_line_and_resume_completes(data, tmp
         assert int(ckpt["iteration"]) == 100
 
 
+@pytest.mark.slow
 def test_workers_and_scheduler_flags_are_checked_before_any_work(data, tmp_path):
     base = [sys.executable, "-m", "minireptile", "omniglot", "--data", str(data), "--test-alphabets", "C",
             "--out", str(tmp_path / "run"), "--iterations", "2", "--train-shots", "3"]
@@ -202,6 +205,7 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_and_no_pool_file(data, tm
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
 @pytest.mark.parametrize("to", ["driver", "every process"])
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_resume_continues(to, data, tmp_path, reaper):
     """`kill PID` reaches the driver alone; a scheduler's time limit signals every process of the
     job, the workers too: either way the checkpoint is written and --resume continues it."""
