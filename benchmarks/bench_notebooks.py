@@ -39,13 +39,14 @@ def main():
     paths = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if args.notebooks is None or p.name[:2] in args.notebooks)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-    print(f"| notebook | minutes | cores: {os.cpu_count()} | {time.strftime('%Y-%m-%d')} |")
-    print("|---|---:|")
+    print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, the class budget:")
+    print("| notebook | seconds | minutes |")
+    print("|---|---:|---:|")
     for path in paths:
         seconds, executed = run(path, args.timeout)
         if args.out:
             nbformat.write(executed, args.out / path.name)
-        print(f"| {path.stem} | {seconds / 60:.1f} |", flush=True)
+        print(f"| {path.stem} | {seconds:.0f} | {seconds / 60:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -88,12 +88,11 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     Each iteration: one shared task, k = 4 SGD steps for all runs at once (theta (R, P)),
     then ``step``: theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
     Held-out accuracy: 5-shot 5-way, 5 SGD steps of lr on the 25 support images.
-    ``workers`` (``workers.Workers``) splits the runs, and the test tasks, among processes (with
-    the library's ``weighted_step`` only). ``step`` may be any function with ``weighted_step``'s
-    signature, a notebook's own update for instance.
+    ``step`` may be any function with ``weighted_step``'s signature, a notebook's own update for
+    instance. ``workers`` (``workers.Workers``) score the test tasks in parallel and, with the library's
+    ``weighted_step``, split the runs among processes too; a step of your own runs in this process.
     """
-    if workers is not None and step is not weighted_step:
-        raise ValueError("workers run the library's weighted_step; train with workers=None to use your own step")
+    split_runs = workers is not None and step is weighted_step
     rng = stream(seed, "training tasks")
     weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
     eps0 = np.array([eps for *_, eps in runs])                                  # (R,)
@@ -107,7 +106,7 @@ def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_t
     for it in tqdm(range(iterations), desc="gradient combinations", disable=not progress, mininterval=0.5):
         batches = shared_minibatches(pool, rng, k=weights.shape[1])
         eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)                          # (R,)
-        if workers is None:
+        if not split_runs:
             theta = step(net, theta, [(np.repeat(x, len(theta), 0), np.repeat(y, len(theta), 0))
                                       for x, y in batches], weights, eps, lr)
         else:
@@ -217,10 +216,10 @@ class CombinationsConfig:
 
 
 #: The study's budgets, as changes to CombinationsConfig: "smoke" checks that it runs (the suite);
-#: "class" shows the claims in a lesson (notebook 03: the singles and the sums, 800 iterations,
-#: 100 test tasks, about 6 minutes here); "full" is the command's default that made the committed figure.
+#: "class" shows the claims in a lesson (notebook 03: the singles and the sums, 600 iterations, 100 test
+#: tasks, in minutes: docs/course.md); "full" is the command's default that made the committed figure.
 BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=3),
-           "class": dict(iterations=800, eval_every=400, eval_tasks=100, runs=tuple(
+           "class": dict(iterations=600, eval_every=300, eval_tasks=100, runs=tuple(
                name for name, *_ in RUNS if not name.startswith("avg"))),
            "full": {}}
 

@@ -115,8 +115,8 @@ class CompareConfig:
 
 
 #: The comparison's budgets, as changes to CompareConfig: "smoke" checks that it runs (the suite); "class"
-#: shows the four methods in a lesson (notebook 05: 300 iterations each, 1-shot, 200 final test tasks,
-#: about 6 minutes here); "full" is the command's default that made the committed figure.
+#: shows the four methods in a lesson (notebook 05: 300 iterations each, 1-shot, 200 final test tasks, in
+#: minutes: docs/course.md); "full" is the command's default that made the committed figure.
 BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=4, eval_tasks_during=3, variance_tasks=3),
            "class": dict(iterations=300, eval_every=150, shots=(1,), eval_tasks=200, eval_tasks_during=50,
                          variance_tasks=50),

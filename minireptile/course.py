@@ -19,6 +19,7 @@ and an index of the exercises with their points.
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 #: (notebook, function the student writes, points, what it teaches); exercises.py has a check for each.
@@ -46,6 +47,20 @@ def notebook_budget():
     """The budget a notebook runs at: "smoke" under the test suite (MINIREPTILE_SMOKE=1), else "class"
     (each study's ``BUDGETS`` say what that is: ten minutes or less on a 2-core laptop)."""
     return "smoke" if os.environ.get("MINIREPTILE_SMOKE") == "1" else "class"
+
+
+@contextmanager
+def notebook_workers(most=4):
+    """Worker processes for a notebook's long cells, one per core (at most ``most``), or None on a single
+    core: ``with course.notebook_workers() as workers: study.run(..., workers=workers)``. Results equal
+    one process's; the workers end with the block, and with the kernel however it dies."""
+    count = min(most, os.cpu_count() or 1)
+    if count < 2:
+        yield None
+        return
+    from .workers import Workers
+    with Workers.local(count) as workers:
+        yield workers
 
 
 def notebooks_folder():

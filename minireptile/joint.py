@@ -19,7 +19,7 @@ from .train import TrainConfig, meta_train
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
 
 #: The study's budgets, as keywords of ``sine_study`` and ``omniglot_study``: "smoke" checks that it
-#: runs (the suite); "class" shows the claims in a lesson (notebook 04, about 6 minutes here); "full" is
+#: runs (the suite); "class" shows the claims in a lesson (notebook 04, minutes: docs/course.md); "full" is
 #: the command's default that made the committed figure.
 BUDGETS = {"smoke": dict(sine=dict(iterations=200, tasks=20),
                          omniglot=dict(iterations=10, eval_tasks=4, eval_every=10)),

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
-from .config import check_choice, check_int, check_step, to_dict
+from .config import check_choice, check_int, check_step, differences, option, to_dict
 from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
 from .seeds import stream
@@ -41,7 +41,7 @@ class TrainConfig:
     meta_step_final: float = 0.0            # eps at the last
     outer: str = "sgd"                      # "sgd" (Reptile's interpolation) or "adam"
     seed: int = 0
-    checkpoint_every: int = 1000
+    checkpoint_every: int = option(1000, "write the checkpoint every this many iterations", train=False)
     eval_every: int = 0
 
     def __post_init__(self):
@@ -142,90 +142,138 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     ``gather`` (``fewshot.TrainingSampler``). 1 or None: this process, on the task axis.
     """
     if isinstance(workers, (int, np.integer)):
-        if workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers}")
-        if workers == 1:
-            workers = None
-        else:
-            from .workers import Workers
-            with Workers.local(int(workers)) as pool:
-                return meta_train(net, theta, sample, loss, config, checkpoint=checkpoint, resume=resume,
-                                  evaluate=evaluate, experiment=experiment, progress=progress, desc=desc,
-                                  callback=callback, workers=pool)
-    iterations = config.iterations
-    rng = stream(config.seed, "training tasks")
-    outer_opt, inner_state = make_outer(config.outer), None
-    history = np.full((iterations, 2), np.nan)
-    evals, start, before, saved_at = [], 0, 0.0, None
-    theta = np.array(theta)
-    evaluating = 0.0                                      # seconds spent in evaluate, over the whole run
+        return _with_local_workers(workers, meta_train, net, theta, sample, loss, config, checkpoint=checkpoint,
+                                   resume=resume, evaluate=evaluate, experiment=experiment, progress=progress,
+                                   desc=desc, callback=callback)
+    run = _Run(theta, config, experiment, checkpoint)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        theta, start, inner_state, evals, before, evaluating = _load(checkpoint, config, rng, outer_opt,
-                                                                      history)
-        saved_at = start
-
-    def score(it):
-        nonlocal evaluating
-        began_scoring = time.perf_counter()
-        scores = {k: float(v) for k, v in evaluate(theta).items()}
-        trained = before + (began_scoring - began) - evaluating
-        evaluating += time.perf_counter() - began_scoring
-        evals.append((it, scores | {"train_seconds": trained}))
-
-    def state():
-        arrays = {"theta": theta, "iteration": np.array(it), "history": history,
-                  "seconds": np.array(before + time.perf_counter() - began), "eval_seconds": np.array(evaluating),
-                  "rng": np.array(json.dumps(rng.bit_generator.state)),
-                  "config": np.array(json.dumps(to_dict(config))), "evals": np.array(json.dumps(evals)),
-                  "experiment": np.array(json.dumps(experiment or {}))}
-        arrays.update({f"outer_{k}": v for k, v in outer_opt.state().items()})
-        if inner_state is not None:
-            arrays.update(inner_m=inner_state.m, inner_v=inner_state.v, inner_t=np.array(inner_state.t))
-        return arrays
-
-    it = start
-    began = time.perf_counter()
-    with _StopFlag() as stop, tqdm(total=iterations, initial=start, desc=desc, disable=not progress,
+        run.load()
+    start, last = run.it, config.iterations
+    with _StopFlag() as stop, tqdm(total=last, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
-        while it < iterations:
-            if workers is None:
-                direction, losses, new_inner = _step(net, theta, sample(rng), loss, config, inner_state)
-            else:
-                drawn_from = rng.bit_generator.state
-                try:
-                    direction, losses, new_inner = _remote_step(workers, net, theta, sample, rng, loss, config,
-                                                                inner_state, it, checkpoint, saved_at)
-                except WorkerLost:
-                    if not stop.raised or checkpoint is None:
-                        raise
-                    rng.bit_generator.state = drawn_from      # SIGTERM reached the workers too (a scheduler
-                    save_checkpoint(checkpoint, **state())    # signals every process): keep what is done
-                    raise Interrupted(f"stopped at iteration {it} (the workers were stopped too); checkpoint "
-                                      f"written to {checkpoint}", stop.signum) from None
-            if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
-                raise Diverged(it, losses, checkpoint, saved_at)
-            theta = outer_opt.step(theta, direction, linear_schedule(
-                config.meta_step, config.meta_step_final, it, iterations))
-            inner_state = new_inner
-            history[it] = losses[0], losses[-1]
-            it += 1
+        while run.it < last:
+            run.advance(*_meta_batch(run, net, sample, loss, workers, stop))     # theta moves one step
             bar.update(1)
-            if it % 100 == 0 or it == iterations:
-                bar.set_postfix(loss=f"{history[it - 1, 1]:.4f}", refresh=False)
-            if evaluate is not None and config.eval_every and (it % config.eval_every == 0 or it == iterations):
-                score(it)
+            if run.it % 100 == 0 or run.it == last:
+                bar.set_postfix(loss=f"{run.history[run.it - 1, 1]:.4f}", refresh=False)
+            if evaluate is not None and config.eval_every and (run.it % config.eval_every == 0 or run.it == last):
+                run.score(evaluate)
             if callback is not None:
-                callback(it, theta)
-            if checkpoint is not None and (it % config.checkpoint_every == 0 or it == iterations or stop.raised):
-                save_checkpoint(checkpoint, **state())
-                saved_at = it
+                callback(run.it, run.theta)
+            if checkpoint is not None and (run.it % config.checkpoint_every == 0 or run.it == last or stop.raised):
+                run.save()
             if stop.raised:
-                raise Interrupted(f"stopped at iteration {it}" + (
+                raise Interrupted(f"stopped at iteration {run.it}" + (
                     f"; checkpoint written to {checkpoint}" if checkpoint else ""), stop.signum)
-    if evaluate is not None and not config.eval_every and start < iterations:
-        score(iterations)
-    wall = before + time.perf_counter() - began
-    return TrainResult(theta, history, evals, wall - evaluating, inner_state, start, evaluating)
+    if evaluate is not None and not config.eval_every and start < last:
+        run.score(evaluate)
+    return run.result(start)
+
+
+class _Run:
+    """What the loop carries from one iteration to the next (theta, both optimizers' state, the
+    generator, the history, the evaluations, the clock), and its checkpoint."""
+
+    def __init__(self, theta, config, experiment, checkpoint):
+        self.config, self.experiment, self.checkpoint = config, experiment or {}, checkpoint
+        self.theta, self.it, self.saved_at = np.array(theta), 0, None
+        self.rng = stream(config.seed, "training tasks")
+        self.outer, self.inner_state = make_outer(config.outer), None
+        self.history = np.full((config.iterations, 2), np.nan)       # mean inner loss, first and last minibatch
+        self.evals = []
+        self.before = self.evaluating = 0.0          # wall seconds of earlier sessions; seconds in evaluate, in all
+        self.began = time.perf_counter()
+
+    def wall(self):
+        return self.before + time.perf_counter() - self.began
+
+    def advance(self, direction, losses, inner_state):
+        """theta <- the outer optimizer's step along the mean meta-direction, eps annealed linearly."""
+        if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
+            raise Diverged(self.it, losses, self.checkpoint, self.saved_at)
+        c = self.config
+        self.theta = self.outer.step(self.theta, direction, linear_schedule(c.meta_step, c.meta_step_final,
+                                                                            self.it, c.iterations))
+        self.inner_state = inner_state
+        self.history[self.it] = losses[0], losses[-1]
+        self.it += 1
+
+    def score(self, evaluate):
+        began = time.perf_counter()
+        trained = self.before + (began - self.began) - self.evaluating      # evaluations excluded
+        scores = {k: float(v) for k, v in evaluate(self.theta).items()}
+        self.evaluating += time.perf_counter() - began
+        self.evals.append((self.it, scores | {"train_seconds": trained}))
+
+    def save(self):
+        arrays = {"theta": self.theta, "iteration": np.array(self.it), "history": self.history,
+                  "seconds": np.array(self.wall()), "eval_seconds": np.array(self.evaluating),
+                  "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+                  "config": np.array(json.dumps(to_dict(self.config))), "evals": np.array(json.dumps(self.evals)),
+                  "experiment": np.array(json.dumps(self.experiment))}
+        arrays.update({f"outer_{k}": v for k, v in self.outer.state().items()})
+        if self.inner_state is not None:
+            s = self.inner_state
+            arrays.update(inner_m=s.m, inner_v=s.v, inner_t=np.array(s.t))
+        save_checkpoint(self.checkpoint, **arrays)
+        self.saved_at = self.it
+
+    def load(self):
+        """Continue from the checkpoint; its training fields must match (``config.differences``, the rule
+        ``--resume`` applies to an experiment's configuration too)."""
+        path = self.checkpoint
+        with open_checkpoint(path) as ckpt:
+            differ = {name: (old, new) for name, old, new in differences(json.loads(str(ckpt["config"])), self.config)}
+            if differ:
+                raise CheckpointError(f"checkpoint {path} was written by a different configuration; "
+                                      f"(saved, requested): {differ}")
+            if ckpt["history"].shape != self.history.shape:
+                raise CheckpointError(f"checkpoint {path} holds a history of {len(ckpt['history'])} iterations, "
+                                      f"not {len(self.history)}")
+            self.rng.bit_generator.state = json.loads(str(ckpt["rng"]))
+            self.outer.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
+            self.history[:] = ckpt["history"]
+            self.evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
+            self.before = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
+            self.evaluating = float(ckpt["eval_seconds"]) if "eval_seconds" in ckpt.files else 0.0
+            self.theta, self.it, self.inner_state = ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt)
+        self.saved_at = self.it
+
+    def result(self, start):
+        wall = self.wall()
+        return TrainResult(self.theta, self.history, self.evals, wall - self.evaluating, self.inner_state, start,
+                           self.evaluating)
+
+
+def _with_local_workers(count, train, *args, **kwargs):
+    """``train(*args, workers=pool, **kwargs)`` on ``count`` local worker processes (1: this process)."""
+    if count < 1:
+        raise ValueError(f"workers must be a positive integer, got {count}")
+    if count == 1:
+        return train(*args, workers=None, **kwargs)
+    from .workers import Workers
+    with Workers.local(int(count)) as pool:
+        return train(*args, workers=pool, **kwargs)
+
+
+def _meta_batch(run, net, sample, loss, workers, stop):
+    """The mean meta-direction of the next meta-batch, its mean inner losses (k,) and the Adam state:
+    here on the task axis, or with the task slots on ``workers``. When SIGTERM reached the workers
+    too (a scheduler signals every process), the finished iterations are kept and the run stops."""
+    if workers is None:
+        return _step(net, run.theta, sample(run.rng), loss, run.config, run.inner_state)
+    drawn_from = run.rng.bit_generator.state
+    try:
+        return workers.step(net, run.theta, sample, sample.plan(run.rng), loss, run.config, run.inner_state)
+    except WorkerLost as err:
+        if stop.raised and run.checkpoint is not None:
+            run.rng.bit_generator.state = drawn_from              # the lost iteration is drawn again on resume
+            run.save()
+            raise Interrupted(f"stopped at iteration {run.it} (the workers were stopped too); checkpoint "
+                              f"written to {run.checkpoint}", stop.signum) from None
+        kept = (f"the checkpoint {run.checkpoint} (iteration {run.saved_at}) is kept: continue with --resume"
+                if run.saved_at is not None else "no checkpoint was written yet")
+        raise WorkerLost(f"{err} during iteration {run.it + 1}; {kept}") from None
 
 
 def _step(net, theta, batches, loss, config, inner_state):
@@ -240,38 +288,6 @@ def _step(net, theta, batches, loss, config, inner_state):
             net, np.broadcast_to(theta, (T,) + theta.shape), batches, config.lr, loss, config.method,
             config.inner, inner_state)
         return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
-
-
-def _remote_step(workers, net, theta, sample, rng, loss, config, inner_state, it, checkpoint, saved_at):
-    """``_step`` with the task slots on ``workers``; a lost worker says what is kept."""
-    try:
-        return workers.step(net, theta, sample, sample.plan(rng), loss, config, inner_state)
-    except WorkerLost as err:
-        kept = (f"the checkpoint {checkpoint} (iteration {saved_at}) is kept: continue with --resume"
-                if saved_at is not None else "no checkpoint was written yet")
-        raise WorkerLost(f"{err} during iteration {it + 1}; {kept}") from None
-
-
-def _load(path, config, rng, outer_opt, history):
-    """Restore a checkpoint into the loop's state; its configuration must match."""
-    with open_checkpoint(path) as ckpt:
-        saved = json.loads(str(ckpt["config"]))
-        given = to_dict(config)
-        differ = {k: (saved.get(k), v) for k, v in given.items()
-                  if k != "checkpoint_every" and saved.get(k) != v}
-        if differ:
-            raise CheckpointError(f"checkpoint {path} was written by a different configuration; "
-                                  f"(saved, requested): {differ}")
-        if ckpt["history"].shape != history.shape:
-            raise CheckpointError(f"checkpoint {path} holds a history of {len(ckpt['history'])} iterations, "
-                                  f"not {len(history)}")
-        rng.bit_generator.state = json.loads(str(ckpt["rng"]))
-        outer_opt.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
-        history[:] = ckpt["history"]
-        evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
-        seconds = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
-        evaluating = float(ckpt["eval_seconds"]) if "eval_seconds" in ckpt.files else 0.0
-        return ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt), evals, seconds, evaluating
 
 
 class _Checkpoint:

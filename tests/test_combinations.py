@@ -118,9 +118,6 @@ def test_train_uses_the_step_it_is_given():
     start = net.init(np.random.default_rng(1), dtype=np.float32)
     assert seen == [((2, net.num_params), 4, 2, (2, 4), (2,))] * 3
     np.testing.assert_array_equal(curves.theta, np.stack([start, start]))
-    with pytest.raises(ValueError, match="workers run the library's weighted_step"):
-        combinations.train(net, pool(0), pool(1), iterations=1, runs=runs, progress=False, step=frozen,
-                           workers=object())
 
 
 def test_claims_whose_runs_were_not_trained_are_left_out():
@@ -138,3 +135,18 @@ def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_cla
     assert [name for name, *_ in configs["class"].train_args()["runs"]] == list(configs["class"].runs)
     with pytest.raises(ValueError, match="runs must be one of"):
         combinations.CombinationsConfig(runs=("g1", "g9"))
+
+
+@pytest.mark.slow
+def test_a_step_of_your_own_trains_here_while_workers_score_the_same_tasks():
+    from minireptile.workers import Workers
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    runs = [r for r in combinations.RUNS if r[0] in ("g1", "g1+g2+g3+g4")]
+    mine = lambda *args: combinations.weighted_step(*args)          # not the library's function: runs here
+    alone = combinations.train(net, pool(0), pool(1), iterations=2, eval_every=2, eval_tasks=3, seed=2, runs=runs,
+                               progress=False, step=mine)
+    with Workers.local(2) as workers:
+        spread = combinations.train(net, pool(0), pool(1), iterations=2, eval_every=2, eval_tasks=3, seed=2,
+                                    runs=runs, progress=False, step=mine, workers=workers)
+    np.testing.assert_array_equal(spread.theta, alone.theta)
+    np.testing.assert_array_equal(spread.hits, alone.hits)
