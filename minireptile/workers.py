@@ -23,6 +23,7 @@ exits within a second. The watch is a thread that polls ``os.getppid()``, on eve
 Linux parent-death signal would be quicker, but it kills the worker before it can remove the files.
 Dask workers belong to the user's cluster: closing the client cancels the driver's futures there.
 """
+import collections
 import concurrent.futures as cf
 import os
 import shutil
@@ -66,13 +67,18 @@ class Workers:
         import multiprocessing
         threads = threads or max(1, (os.cpu_count() or 1) // n)
         folder = tempfile.mkdtemp(prefix="minireptile-workers-")     # the pool files; the workers
-        try:                                                         # remove it if the driver dies
+        executor = None                                              # remove it if the driver dies
+        try:
             with _environment({name: str(threads) for name in BLAS_THREADS}):
                 executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_start_worker, initargs=(os.getpid(), folder))
                 started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
                 cf.wait(started)                                         # these settings
-        except BaseException:
+        except BaseException:                        # Ctrl-C while they start: none of them is left behind
+            if executor is not None:
+                for process in list((executor._processes or {}).values()):
+                    process.kill()
+                executor.shutdown(wait=False, cancel_futures=True)
             shutil.rmtree(folder, ignore_errors=True)
             raise
         workers = cls(executor, n)
@@ -138,17 +144,21 @@ class Workers:
             return np.concatenate(_results(futures, self._lost), axis=axis)
 
     def score(self, score_tasks, net, thetas, pool, plans, **adapt):
-        """score_tasks(net, thetas, pool, plan, **adapt) for each plan, in order, spread over the workers
-        (``fewshot.score_tasks``, passed in by its module: the workers know no task family)."""
+        """score_tasks(net, thetas, pool, plan, **adapt) for each plan of the iterable ``plans``, in order,
+        spread over the workers (``fewshot.score_tasks``, passed in by its module: the workers know no task
+        family). Two plans per worker are in flight at most, so a long evaluation stops at once on Ctrl-C."""
         handle, images = self.share(pool)
+        flight = collections.deque()
         with _worker_faults():
-            futures = [self.executor.submit(_score, score_tasks, handle, images, net, thetas, plan, adapt)
-                       for plan in plans]
             try:
-                for future in futures:
-                    yield _results([future], self._lost)[0]
+                for plan in plans:
+                    flight.append(self.executor.submit(_score, score_tasks, handle, images, net, thetas, plan, adapt))
+                    if len(flight) >= 2 * self.size:
+                        yield _results([flight.popleft()], self._lost)[0]
+                while flight:
+                    yield _results([flight.popleft()], self._lost)[0]
             finally:                                # stopped early (Ctrl-C, an error): drop the rest
-                for future in futures:
+                for future in flight:
                     future.cancel()
 
     def _lost(self):

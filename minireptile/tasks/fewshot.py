@@ -244,16 +244,17 @@ def task_scores(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, in
     # together meet the same tasks as each scored alone; each chunk is then scored in R-fold smaller parts.
     drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (ways * (ways * shots + 1))))
     part = max(1, drawn // len(thetas))
-    plans = []
-    for start in range(0, tasks, drawn):                                    # every task, drawn here
-        T = min(drawn, tasks - start)
-        classes, drawings = pool.draw(rng, T, ways, shots + 1)
-        plan = {"classes": classes, "drawings": drawings,
-                "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)}
-        plans += [{name: a[s:s + part] for name, a in plan.items()} for s in range(0, T, part)]
+
+    def plans():                                     # every task, drawn here in order, chunk by chunk as
+        for start in range(0, tasks, drawn):         # the scoring goes (a million tasks are not drawn up front)
+            T = min(drawn, tasks - start)
+            classes, drawings = pool.draw(rng, T, ways, shots + 1)
+            plan = {"classes": classes, "drawings": drawings,
+                    "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)}
+            yield from ({name: a[s:s + part] for name, a in plan.items()} for s in range(0, T, part))
     adapt = dict(lr=lr, inner=inner, state=state)
-    scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans) if workers is None
-              else workers.score(score_tasks, net, thetas, pool, plans, **adapt))
+    scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans()) if workers is None
+              else workers.score(score_tasks, net, thetas, pool, plans(), **adapt))
     correct = {"transductive": [], "non-transductive": []}
     with tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
               dynamic_ncols=True) as bar:
