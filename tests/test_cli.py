@@ -161,12 +161,18 @@ def test_resume_with_unchanged_arguments_finishes_and_counts_the_whole_run(train
     assert results["iterations"] == 4 and results["train_seconds"] > 0
 
 
+def _as_in_a_terminal():
+    """Ctrl-C as a terminal's foreground command gets it. A suite started as a background job (``&`` in a
+    script, as CI may run it) ignores SIGINT, and the commands it starts would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(argv, cwd, env, after):
     """Start the command, wait until ``after()`` holds, then press Ctrl-C: SIGINT to the whole
     process group, workers included, as a terminal sends it; (status, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "minireptile", *map(str, argv)], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not after() and time.monotonic() < deadline:
         time.sleep(0.05)
