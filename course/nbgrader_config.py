@@ -13,6 +13,6 @@ c.CourseDirectory.course_id = "minireptile"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
 # Autograding runs each submitted notebook top to bottom. Its longest cells train models: at the
-# notebooks' full budgets a cell can take minutes (docs/course.md lists them). Grade on the smoke
+# notebooks' class budgets a cell can take minutes (docs/course.md lists them). Grade on the smoke
 # budgets, which run every check in seconds, by exporting MINIREPTILE_SMOKE=1 before `nbgrader autograde`.
 c.Execute.timeout = 1800
