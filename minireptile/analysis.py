@@ -226,9 +226,9 @@ def run_all(out, budget="full", seed=0, progress=True):
     for method in ("reptile", "joint"):
         config = sine.SineConfig(iterations=iterations, method=method, seed=seed)
         _, result = sine.train(config, hidden=net.layers[0].out_features, eval_every=max(iterations // 20, 1),
-                               evaluate=lambda th: {"inner product": within_task_inner_product(net, th, held_out, mse)},
+                               evaluate=lambda th: float(within_task_inner_product(net, th, held_out, mse)),
                                progress=progress, desc=f"sine {method}")
-        curves[method] = ([i for i, _ in result.evals], [e["inner product"] for _, e in result.evals])
+        curves[method] = ([e.iteration for e in result.evals], [e.value for e in result.evals])
     start = within_task_inner_product(net, theta, held_out, mse)
     plots.learning_curves({f"{m} (k = {5 if m == 'reptile' else 1})": c for m, c in curves.items()},
                           out.file("inner_product.png"), ylabel="E[gbar_1 . gbar_2] on held-out tasks",

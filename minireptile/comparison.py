@@ -135,57 +135,80 @@ def update_variance(net, theta, pool, config):
     return variance.compare({m: config.inner_lr * g for m, g in grads.items()}, "maml", config.meta_batch)
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """Held-out accuracy at one shot count, with 95% half-widths over the tasks."""
+    accuracy: float
+    ci95: float
+    transductive: float
+    transductive_ci95: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One evaluation during training: held-out accuracy per shot count ({"K-shot": HeldOut}) and
+    every method's update statistics at this theta ({method: {statistic: value}})."""
+    held_out: dict
+    variance: dict
+
+    def to_dict(self):
+        return {"held_out": {k: dataclasses.asdict(h) for k, h in self.held_out.items()}, "variance": self.variance}
+
+    @classmethod
+    def from_dict(cls, d):
+        if "held_out" not in d:                                   # a checkpoint written before 2026-12
+            return cls._from_flat(d)
+        return cls({k: HeldOut(**h) for k, h in d["held_out"].items()}, d["variance"])
+
+    @classmethod
+    def _from_flat(cls, d):
+        """From keys "K-shot", "K-shot ci95", "K-shot transductive", ... and "variance/<method>/<statistic>"."""
+        shots = [k for k in d if k.endswith("-shot")]
+        held = {k: HeldOut(d[k], d[f"{k} ci95"], d[f"{k} transductive"], d[f"{k} transductive ci95"]) for k in shots}
+        spread = {}
+        for key, value in d.items():
+            if key.startswith("variance/"):
+                _, method, stat = key.split("/")
+                spread.setdefault(method, {})[stat] = value
+        return cls(held, spread)
+
+
 def held_out(net, theta, test_pool, config, progress=False, workers=None):
-    """{"K-shot": accuracy, "K-shot ci95": ..., "K-shot transductive": ..., ...} on the same
-    ``config.eval_tasks_during`` test tasks at every call, for each of ``config.shots``."""
+    """{"K-shot": HeldOut} on the same ``config.eval_tasks_during`` test tasks at every call, for
+    each of ``config.shots``."""
     scores = {}
     for k in config.shots:
         result = fewshot.evaluate(net, theta, test_pool, stream(config.seed, "evaluation tasks"),
                                   tasks=config.eval_tasks_during, progress=progress, desc=f"evaluating {k}-shot",
                                   workers=workers, **config.evaluation(k))
-        for mode, (acc, ci) in result.items():
-            name = f"{k}-shot" + (" transductive" if mode == "transductive" else "")
-            scores |= {name: acc, f"{name} ci95": ci}
+        scores[f"{k}-shot"] = HeldOut(*result["non-transductive"], *result["transductive"])
     return scores
 
 
 def train_method(net, method, config, train_pool, test_pool, checkpoint=None, resume=False, progress=True,
                  workers=None):
-    """Meta-train one method; returns its TrainResult, whose evaluations hold, every
-    ``eval_every`` iterations, the held-out accuracy for each of ``config.shots`` and every
-    method's update statistics at this method's theta (keys "variance/<method>/<statistic>")."""
+    """Meta-train one method; returns its TrainResult, whose evaluations are, every ``eval_every``
+    iterations, a Point: the held-out accuracy for each of ``config.shots`` and every method's
+    update statistics at this method's theta."""
     def periodic(theta):
-        scores = held_out(net, theta, test_pool, config, progress, workers)
-        for m, stats in update_variance(net, theta, train_pool, config).items():
-            scores |= {f"variance/{m}/{stat}": value for stat, value in stats.items()}
-        return scores
+        return Point(held_out(net, theta, test_pool, config, progress, workers),
+                     update_variance(net, theta, train_pool, config))
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
                       config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=periodic,
                       experiment={"comparison": to_dict(config), "method": method}, progress=progress,
-                      desc=f"{LABELS[method]}", workers=workers)
+                      desc=f"{LABELS[method]}", workers=workers, read_evaluation=Point.from_dict)
 
 
-def _curve(evals, shots, at_init):
-    """The learning curve (from the initial theta's scores ``at_init``) and the variance
-    statistics out of meta_train's evaluations."""
-    curve, spread = [], []
-    for it, scores in [(0, at_init | {"train_seconds": 0.0})] + evals:
-        point = {"iteration": it, "train_seconds": scores["train_seconds"]}
-        for k in shots:
-            point[f"{k}-shot"] = {"accuracy": scores[f"{k}-shot"], "ci95": scores[f"{k}-shot ci95"],
-                                  "transductive": scores[f"{k}-shot transductive"],
-                                  "transductive_ci95": scores[f"{k}-shot transductive ci95"]}
-        curve.append(point)
-        if it == 0:
-            continue
-        stats = {}
-        for key, value in scores.items():
-            if key.startswith("variance/"):
-                _, method, stat = key.split("/")
-                stats.setdefault(method, {})[stat] = value
-        spread.append({"iteration": it, "statistics": {m: variance.corrected(s) for m, s in stats.items()}})
+def _curve(evals, at_init):
+    """The learning curve (from the initial theta's ``at_init``) and the variance statistics, out of
+    meta_train's evaluations (Points), as the JSON holds them."""
+    points = [(0, 0.0, at_init)] + [(e.iteration, e.train_seconds, e.value.held_out) for e in evals]
+    curve = [{"iteration": it, "train_seconds": seconds} | {k: dataclasses.asdict(h) for k, h in held.items()}
+             for it, seconds, held in points]
+    spread = [{"iteration": e.iteration, "statistics": {m: variance.corrected(s) for m, s in e.value.variance.items()}}
+              for e in evals]
     return curve, spread
 
 
@@ -221,8 +244,8 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
             hits[method, k] = scores
             final[f"{k}-shot"] = {mode: dict(zip(("accuracy", "ci95"), map(float, fewshot.mean_ci(h[0]))))
                                   for mode, h in scores.items()}
-        curve, spread = _curve(result.evals, config.shots, at_init)
-        last = result.evals[-1][1]["train_seconds"] if result.evals else result.seconds
+        curve, spread = _curve(result.evals, at_init)
+        last = result.evals[-1].train_seconds if result.evals else result.seconds
         results["methods"][method] = {
             "label": LABELS[method], "iterations": config.iterations, "train_seconds": last,
             "seconds_per_iteration": last / config.iterations,

@@ -87,12 +87,12 @@ def report(sine_part, omni_part=None):
 
 
 def _curve(result):
-    """The Curve of a TrainResult whose evaluations are {"score": value}."""
-    return Curve(tuple(i for i, _ in result.evals), tuple(e["score"] for _, e in result.evals))
+    """The Curve of a TrainResult whose evaluations are scores (floats)."""
+    return Curve(tuple(e.iteration for e in result.evals), tuple(e.value for e in result.evals))
 
 
 def _reporting(score, report, k, iterations, every):
-    """meta_train's evaluation {"score": score(theta)}, which also tells ``report(k, iteration, value)``
+    """meta_train's evaluation score(theta), which also tells ``report(k, iteration, value)``
     each value as it comes (live curves); meta_train evaluates every ``every`` iterations and at the last."""
     points = iter([i for i in range(1, iterations + 1) if i % every == 0 or i == iterations])
 
@@ -100,7 +100,7 @@ def _reporting(score, report, k, iterations, every):
         value = score(theta)
         if report is not None:
             report(k, next(points), value)
-        return {"score": value}
+        return value
     return scored
 
 

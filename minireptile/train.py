@@ -57,11 +57,20 @@ class TrainConfig:
             object.__setattr__(self, "method", tuple(float(w) for w in self.method))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One call of meta_train's ``evaluate``: after which iteration, the seconds spent training
+    before it (evaluations excluded), and what it returned."""
+    iteration: int
+    train_seconds: float
+    value: object
+
+
 @dataclass
 class TrainResult:
     theta: np.ndarray
     history: np.ndarray            # (iterations, 2): mean inner loss on the first and last minibatch
-    evals: list = field(default_factory=list)   # [(iteration, {name: value}), ...]
+    evals: list = field(default_factory=list)   # [Evaluation, ...] in order
     seconds: float = 0.0           # training time of the whole run, across resumes, evaluations excluded
     inner_state: object = None     # the inner Adam's state (AdamState), carried between tasks
     resumed_at: int = 0            # the iteration this call started from (0: a fresh run)
@@ -127,13 +136,16 @@ class _StopFlag:
 
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
-               experiment=None, progress=True, desc="meta-training", callback=None, workers=None):
+               experiment=None, progress=True, desc="meta-training", callback=None, workers=None,
+               read_evaluation=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
-    evaluate(theta) -> {name: float}, every ``config.eval_every`` iterations and at the end; each
-    result is kept with "train_seconds", the time spent training so far, evaluations excluded (so
-    that methods of different cost can be compared at equal compute).
+    evaluate(theta) -> anything, every ``config.eval_every`` iterations and at the end; each value is
+    kept as an ``Evaluation`` with its iteration and the time spent training so far, evaluations
+    excluded (so that methods of different cost can be compared at equal compute). Checkpoints store
+    a value as JSON (its ``to_dict()`` if it has one); on resume ``read_evaluation(stored)`` turns the
+    earlier ones back into values (default: they stay as stored).
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
@@ -144,8 +156,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     if isinstance(workers, (int, np.integer)):
         return _with_local_workers(workers, meta_train, net, theta, sample, loss, config, checkpoint=checkpoint,
                                    resume=resume, evaluate=evaluate, experiment=experiment, progress=progress,
-                                   desc=desc, callback=callback)
-    run = _Run(theta, config, experiment, checkpoint)
+                                   desc=desc, callback=callback, read_evaluation=read_evaluation)
+    run = _Run(theta, config, experiment, checkpoint, read_evaluation)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.load()
     start, last = run.it, config.iterations
@@ -174,8 +186,9 @@ class _Run:
     """What the loop carries from one iteration to the next (theta, both optimizers' state, the
     generator, the history, the evaluations, the clock), and its checkpoint."""
 
-    def __init__(self, theta, config, experiment, checkpoint):
+    def __init__(self, theta, config, experiment, checkpoint, read_evaluation=None):
         self.config, self.experiment, self.checkpoint = config, experiment or {}, checkpoint
+        self.read_evaluation = read_evaluation or (lambda stored: stored)
         self.theta, self.it, self.saved_at = np.array(theta), 0, None
         self.rng = stream(config.seed, "training tasks")
         self.outer, self.inner_state = make_outer(config.outer), None
@@ -201,15 +214,16 @@ class _Run:
     def score(self, evaluate):
         began = time.perf_counter()
         trained = self.before + (began - self.began) - self.evaluating      # evaluations excluded
-        scores = {k: float(v) for k, v in evaluate(self.theta).items()}
+        value = evaluate(self.theta)
         self.evaluating += time.perf_counter() - began
-        self.evals.append((self.it, scores | {"train_seconds": trained}))
+        self.evals.append(Evaluation(self.it, trained, value))
 
     def save(self):
         arrays = {"theta": self.theta, "iteration": np.array(self.it), "history": self.history,
                   "seconds": np.array(self.wall()), "eval_seconds": np.array(self.evaluating),
                   "rng": np.array(json.dumps(self.rng.bit_generator.state)),
-                  "config": np.array(json.dumps(to_dict(self.config))), "evals": np.array(json.dumps(self.evals)),
+                  "config": np.array(json.dumps(to_dict(self.config))), "evals": np.array(json.dumps(
+                      [[e.iteration, e.train_seconds, _stored(e.value)] for e in self.evals], default=_plain)),
                   "experiment": np.array(json.dumps(self.experiment))}
         arrays.update({f"outer_{k}": v for k, v in self.outer.state().items()})
         if self.inner_state is not None:
@@ -233,16 +247,35 @@ class _Run:
             self.rng.bit_generator.state = json.loads(str(ckpt["rng"]))
             self.outer.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
             self.history[:] = ckpt["history"]
-            self.evals = [(int(i), d) for i, d in json.loads(str(ckpt["evals"]))]
+            self.evals = [self._evaluation(*e) for e in json.loads(str(ckpt["evals"]))]
             self.before = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
             self.evaluating = float(ckpt["eval_seconds"]) if "eval_seconds" in ckpt.files else 0.0
             self.theta, self.it, self.inner_state = ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt)
         self.saved_at = self.it
 
+    def _evaluation(self, iteration, *stored):
+        if len(stored) == 1:                 # written before 2026-12: [iteration, {name: float, "train_seconds"}]
+            value = dict(stored[0])
+            return Evaluation(int(iteration), float(value.pop("train_seconds")), self.read_evaluation(value))
+        return Evaluation(int(iteration), float(stored[0]), self.read_evaluation(stored[1]))
+
     def result(self, start):
         wall = self.wall()
         return TrainResult(self.theta, self.history, self.evals, wall - self.evaluating, self.inner_state, start,
                            self.evaluating)
+
+
+def _stored(value):
+    """What a checkpoint keeps of an evaluation: its ``to_dict()`` if it has one, else the value."""
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _plain(value):
+    """JSON for numpy scalars and arrays inside an evaluation's value."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"an evaluation's value must be JSON (numbers, strings, lists, dicts) or have to_dict(); "
+                    f"got {type(value).__name__}")
 
 
 def _with_local_workers(count, train, *args, **kwargs):

@@ -143,3 +143,12 @@ def test_claims_hold_fail_or_stay_undecided():
     assert verdict.startswith("undecided: at 3 of 3 points") and "--variance-tasks" in verdict
     claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 3.0, "maml": 2.0}, curves))
     assert claims["Reptile's update has lower variance"]["verdict"] == "does not hold"
+
+
+def test_a_point_reads_back_from_its_dict_and_from_the_flat_keys_of_older_checkpoints():
+    point = comparison.Point({"1-shot": comparison.HeldOut(0.5, 0.1, 0.6, 0.2)},
+                             {"maml": {"norm": 2.0}, "reptile": {"norm": 1.0}})
+    assert comparison.Point.from_dict(json.loads(json.dumps(point.to_dict()))) == point
+    flat = {"1-shot": 0.5, "1-shot ci95": 0.1, "1-shot transductive": 0.6, "1-shot transductive ci95": 0.2,
+            "variance/maml/norm": 2.0, "variance/reptile/norm": 1.0}
+    assert comparison.Point.from_dict(flat) == point

@@ -2,6 +2,8 @@
 import os
 import signal
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ def sampler(T=1):
     return lambda rng: FAMILY.training_batches(rng, T)
 
 
-LOOP = ("checkpoint", "resume", "evaluate", "callback", "experiment")
+LOOP = ("checkpoint", "resume", "evaluate", "callback", "experiment", "read_evaluation")
 
 
 def train(iterations, hidden=16, **kwargs):
@@ -169,11 +171,47 @@ def test_each_evaluation_records_the_training_seconds_without_the_evaluations(tm
     with pytest.raises(KeyboardInterrupt):
         train(40, checkpoint=ckpt, evaluate=evaluate, eval_every=10, callback=interrupt_at(25))
     _, result = train(40, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10)
-    seconds = [scores["train_seconds"] for _, scores in result.evals]
-    assert [i for i, _ in result.evals] == [10, 20, 30, 40]
+    seconds = [e.train_seconds for e in result.evals]
+    assert [e.iteration for e in result.evals] == [10, 20, 30, 40]
     assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))
     assert result.eval_seconds > 0.35                          # the four evaluations' sleeps are not training
     assert result.seconds == pytest.approx(seconds[-1], abs=0.05)   # one training time: evaluations excluded
+
+
+@dataclass(frozen=True)
+class Norms:
+    """An evaluation of one's own: a typed value with to_dict / from_dict."""
+    norm: float
+    largest: np.ndarray
+
+    def to_dict(self):
+        return {"norm": self.norm, "largest": self.largest.tolist()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["norm"], np.array(d["largest"]))
+
+
+def test_an_evaluation_may_return_any_object_and_resume_reads_it_back(tmp_path):
+    evaluate = lambda theta: Norms(float(np.linalg.norm(theta)), np.sort(np.abs(theta))[-2:])
+    _, whole = train(30, evaluate=evaluate, eval_every=10)
+    ckpt = tmp_path / "ckpt.npz"
+    with pytest.raises(KeyboardInterrupt):
+        train(30, checkpoint=ckpt, evaluate=evaluate, eval_every=10, callback=interrupt_at(15))
+    _, resumed = train(30, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10,
+                       read_evaluation=Norms.from_dict)
+    assert [e.iteration for e in resumed.evals] == [10, 20, 30]
+    for a, b in zip(whole.evals, resumed.evals):
+        assert isinstance(b.value, Norms) and b.value.norm == a.value.norm
+        np.testing.assert_array_equal(b.value.largest, a.value.largest)
+    _, stored = train(30, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10)
+    assert stored.evals[0].value == whole.evals[0].value.to_dict()         # without a reader: as stored
+
+
+def test_an_evaluation_that_is_not_json_is_refused_when_the_checkpoint_is_written(tmp_path):
+    with pytest.raises(TypeError, match=r"JSON .* or have to_dict\(\); got object"):
+        train(4, checkpoint=tmp_path / "ckpt.npz", evaluate=lambda theta: object(), eval_every=2)
+    assert not (tmp_path / "ckpt.npz").exists()
 
 
 def test_train_config_refuses_a_meta_step_that_never_moves_theta():

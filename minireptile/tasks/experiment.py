@@ -208,11 +208,12 @@ def run(net, config, train_pool, test_pool, out, split, resume=False, progress=T
                              config.eval_tasks, config.seed, progress, workers, config.final_shots)
     results = {"config": to_dict(config), "split": split, "train_seconds": result.seconds,
                "iterations": config.iterations, "final": final,
-               "learning_curve": [{"iteration": i, **scores} for i, scores in result.evals]}
+               "learning_curve": [{"iteration": e.iteration, **e.value, "train_seconds": e.train_seconds}
+                                  for e in result.evals]}
     write_json(out.file("results.json"), results)
     if result.evals:
-        its = [i for i, _ in result.evals]
-        curves = {mode: (its, [scores[mode] for _, scores in result.evals])
+        its = [e.iteration for e in result.evals]
+        curves = {mode: (its, [e.value[mode] for e in result.evals])
                   for mode in ("non-transductive", "transductive")}
         held_out = "validation" if curve_pool is not None and curve_pool is not test_pool else "held-out"
         plots.learning_curves(curves, out.file("learning_curve.png"), ylabel=f"{held_out} accuracy",
