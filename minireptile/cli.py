@@ -352,13 +352,13 @@ def cmd_gradient_combos(args):
     out = _out(args)
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
-    out.claim(combinations.OUTPUTS, args.overwrite)
+    _prepare_studies(out, config, "gradient-combos", "combinations", combinations.OUTPUTS, args.resume, args.overwrite)
     settings = config.settings()
     print(f"{described}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
           f"evaluated every {settings['eval_every']}")
     with _workers(args) as workers:
         curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
-                                  workers=workers)
+                                  workers=workers, resume=args.resume)
     print(combinations.report(curves, combinations.paper_claims(curves)))
 
 
@@ -368,7 +368,7 @@ def cmd_compare(args):
     out = _out(args)
     train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
     config.check_data(train_pool, test_pool)
-    _prepare_comparison(out, config, args.resume, args.overwrite)
+    _prepare_studies(out, config, "compare", "comparison", comparison.OUTPUTS, args.resume, args.overwrite)
     print(f"{described}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
           f"outer {config.outer} eps {config.meta_step}, {config.iterations} iterations per method")
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
@@ -378,29 +378,30 @@ def cmd_compare(args):
     print(comparison.report(results))
 
 
-def _prepare_comparison(out, config, resume, overwrite):
-    """--resume needs the checkpoints of the same settings; a finished or started comparison is
-    replaced only with --overwrite."""
+def _prepare_studies(out, config, command, study, outputs, resume, overwrite):
+    """For a study with a checkpoint per run under OUT/checkpoints (``study``: the key its checkpoints
+    record the configuration under): --resume needs checkpoints of the same training settings; a
+    finished or started study is replaced only with --overwrite."""
     from .train import load_experiment
     checkpoints = sorted((out.path / "checkpoints").glob("*.npz")) if out.path.is_dir() else []
-    outputs = [out.path / n for n in ("method_comparison.json", "method_comparison.png") if (out.path / n).is_file()]
+    existing = [out.path / n for n in outputs if (out.path / n).is_file()]
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     if resume:
         if not checkpoints:
             raise UsageError(f"--resume: there are no checkpoints in {out.path / 'checkpoints'} to continue")
         for path in checkpoints:
-            saved = load_experiment(path).get("comparison")
+            saved = load_experiment(path).get(study)
             if saved is None:
-                raise UsageError(f"--resume: {path} is not a checkpoint of the compare command")
+                raise UsageError(f"--resume: {path} is not a checkpoint of the {command} command")
             differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})" for name, old, new in differences(saved, config)]
             if differ:
                 raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
         return
-    if (checkpoints or outputs) and not overwrite:
-        raise UsageError(f"--out {out.path} already holds a comparison: continue it with --resume or replace "
-                         "it with --overwrite")
-    for path in checkpoints + outputs:
+    if (checkpoints or existing) and not overwrite:
+        raise UsageError(f"--out {out.path} already holds a {command} run: continue it with --resume or "
+                         "replace it with --overwrite")
+    for path in checkpoints + existing:
         path.unlink()
 
 
@@ -425,8 +426,10 @@ def cmd_figures(args):
     pools = _omniglot_pools(args)
     budget = "smoke" if args.smoke else "full"
     compare = comparison.CompareConfig(**comparison.BUDGETS[budget])
+    combos = combinations.CombinationsConfig(**combinations.BUDGETS[budget])
     out.claim(FIGURES + analysis.OUTPUTS + joint.OUTPUTS + ((combinations.OUTPUTS + comparison.OUTPUTS +
-              tuple(comparison.checkpoint_names(compare))) if pools else ()), args.overwrite)
+              tuple(comparison.checkpoint_names(compare) + combinations.checkpoint_names(combos))) if pools else ()),
+              args.overwrite)
     iterations = sine.BUDGETS[budget]["iterations"]
     progress = not args.quiet
     net, reptile = sine.train(sine.SineConfig(iterations=iterations), progress=progress, desc="sine reptile")
@@ -437,8 +440,7 @@ def cmd_figures(args):
     analysis.run_all(out, budget, progress=progress)
     joint.run(out, pools and pools[:2], budget, progress=progress)
     if pools:
-        config = combinations.CombinationsConfig(**combinations.BUDGETS[budget])
-        combinations.run(config, pools[0], pools[1], out, pools[2], progress=progress)
+        combinations.run(combos, pools[0], pools[1], out, pools[2], progress=progress)
         comparison.run(compare, pools[0], pools[1], out, pools[2], progress=progress)
     print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
           "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
@@ -562,7 +564,7 @@ def build_parser():
     p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
 
     p = command("gradient-combos", "the ten inner-gradient combinations g1..g4 on Omniglot (notebook 03)",
-                cmd_gradient_combos, [scale, replace])
+                cmd_gradient_combos, [run, scale])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
     _add_config(p, combinations.CombinationsConfig)

@@ -5,21 +5,23 @@ g1 (joint training); g2, g3, g4 (first-order MAML with k = 2, 3, 4); the sums g1
 g1+g2+g3, g1+...+g4 (Reptile with k = 2, 3, 4); and the averages of those sums. The inner
 loop is plain SGD on k non-overlapping minibatches of 5 images per class.
 
-All ten runs train together on the task axis: one theta per run, the same sampled task
-for every run at every iteration (so the comparison is fair), and one weight row per run.
+Each run is one ``meta_train`` with the weighted rule (``meta.weighted``), so it has the loop's
+divergence check, checkpoints and resume; every run starts from the same theta and meets the same
+task at every iteration, and every evaluation scores every run on the same test tasks (so the
+comparison is fair and the differences are paired).
 """
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .config import ConfigError, check_choice, check_int, check_step, option
-from .inner import inner_sgd, run_sgd
+from .config import ConfigError, check_choice, check_int, check_step, option, to_dict
 from .losses import softmax_cross_entropy
 from .seeds import stream
 from .tasks.fewshot import flatten_task, mean_ci, paired_difference, task_scores
+from .train import TrainConfig, meta_train
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
 RUNS = [
@@ -42,7 +44,7 @@ class Curves:
     accuracy: np.ndarray           # (evaluations, runs), non-transductive
     transductive: np.ndarray       # (evaluations, runs)
     random_init: float             # accuracy of the shared initialization (iteration 0)
-    seconds: float = 0.0
+    seconds: float = 0.0           # the whole study's time, evaluations included
     theta: np.ndarray = None       # (runs, P) at the end
     ci: np.ndarray = None          # (evaluations, runs): 95% half-widths of accuracy
     ci_transductive: np.ndarray = None
@@ -57,68 +59,58 @@ def shared_minibatches(pool, rng, ways=5, shots_per_batch=5, k=4):
     return [flatten_task(cut(x, i), cut(labels, i)) for i in range(k)]
 
 
-def inner_gradients(theta, net, batches, lr):
-    """g_1..g_k (k, R, P) of R runs' plain SGD inner loops, theta (R, P), on the same task's
-    minibatches [(x (1, B, ...), labels (1, B))] * k."""
-    R = len(theta)
-    repeated = [(np.repeat(xb, R, axis=0), np.repeat(yb, R, axis=0)) for xb, yb in batches]
-    return np.stack(run_sgd(net, theta, repeated, lr, softmax_cross_entropy)[1])
+def train(net, config, pool, test_pool, *, progress=True, workers=None, update=None, checkpoints=None,
+          resume=False):
+    """Each run of ``config.runs`` meta-trained by ``meta_train``; returns the held-out learning curves.
 
-
-def weighted_step(net, theta, batches, weights, eps, lr):
-    """One outer step of every run: theta_r <- theta_r - eps_r lr (w_r1 g_r1 + ... + w_rk g_rk).
-
-    theta (R, P): one theta per run; batches [(x (R, B, ...), labels (R, B))] * k, the same task
-    for every run; weights (R, k); eps (R,), like theta's dtype.
+    A run is Reptile's loop with the weighted rule (``meta.weighted``): one task per iteration, k = 4
+    plain SGD steps of the inner lr, then theta <- theta - eps lr (w_1 g_1 + ... + w_4 g_4), eps annealed
+    linearly to 0. Every run starts from the same theta and meets the same tasks in the same order (the
+    run's seed names both streams), and every evaluation scores the same test tasks: 5-shot 5-way, 5 SGD
+    steps on the 25 support images. ``update(net, theta, batches, lr, loss, weights) -> (lr g, inner
+    losses (k,))`` trains with a rule of your own instead (a notebook's). ``workers`` score the test tasks
+    in parallel; ``checkpoints`` (a folder) keeps a resumable checkpoint per run, ``<run>.npz``.
     """
-    _, grads = inner_sgd(net, theta, batches, lr, softmax_cross_entropy)      # (R, k, P): g_1..g_k of each run
-    return outer_step(theta, grads, weights, eps, lr)
-
-
-def outer_step(theta, grads, weights, eps, lr):
-    """theta (R, P) - eps (R,) lr sum_i w_ri g_ri, for grads (R, k, P) and weights (R, k)."""
-    direction = np.einsum("rk,rkp->rp", weights, grads).astype(theta.dtype)   # (R, P)
-    return theta - (lr * eps)[:, None] * direction
-
-
-def train(net, pool, test_pool, lr=0.03, iterations=4000, eval_every=500, eval_tasks=50, seed=0,
-          runs=RUNS, progress=True, workers=None, step=weighted_step):
-    """Train every run of ``runs`` together; returns the held-out learning curves.
-
-    Each iteration: one shared task, k = 4 SGD steps for all runs at once (theta (R, P)),
-    then ``step``: theta_r <- theta_r - eps_r(n) lr sum_i w_ri g_ri, eps annealed linearly to 0.
-    Held-out accuracy: 5-shot 5-way, 5 SGD steps of lr on the 25 support images.
-    ``step`` may be any function with ``weighted_step``'s signature, a notebook's own update for
-    instance. ``workers`` (``workers.Workers``) score the test tasks in parallel and, with the library's
-    ``weighted_step``, split the runs among processes too; a step of your own runs in this process.
-    """
-    split_runs = workers is not None and step is weighted_step
-    rng = stream(seed, "training tasks")
-    weights = np.array([w for _, w, _ in runs], dtype=np.float64)              # (R, k)
-    eps0 = np.array([eps for *_, eps in runs])                                  # (R,)
-    theta = np.repeat(net.init(rng, dtype=np.float32)[None], len(runs), axis=0)  # (R, P); drawn first, as always
-    scores = lambda th: task_scores(net, th, test_pool, stream(seed, "evaluation tasks"), tasks=eval_tasks,
-                                    ways=5, shots=5, lr=lr, inner_iters=5, batch_size=25, inner="sgd",
-                                    progress=progress, desc="evaluating", workers=workers)  # (R, tasks)
-    first = scores(theta[0])["non-transductive"].mean()
-    points, hits = [], []
+    settings = config.settings()
+    theta0 = net.init(stream(config.seed, "initialization"), dtype=np.float32)
+    score = lambda theta: task_scores(net, theta, test_pool, stream(config.seed, "evaluation tasks"),
+                                      tasks=config.eval_tasks, ways=5, shots=5, lr=settings["lr"], inner_iters=5,
+                                      batch_size=25, inner="sgd", progress=progress, desc="evaluating",
+                                      workers=workers)                       # {mode: (1, tasks)}
+    read = lambda stored: {mode: np.array(hits) for mode, hits in stored.items()}
     began = time.perf_counter()
-    for it in tqdm(range(iterations), desc="gradient combinations", disable=not progress, mininterval=0.5):
-        batches = shared_minibatches(pool, rng, k=weights.shape[1])
-        eps = (eps0 * (1 - it / iterations)).astype(theta.dtype)                          # (R,)
-        if not split_runs:
-            theta = step(net, theta, [(np.repeat(x, len(theta), 0), np.repeat(y, len(theta), 0))
-                                      for x, y in batches], weights, eps, lr)
-        else:
-            grads = workers.map_rows(inner_gradients, theta, net, batches, lr, axis=1)       # (k, R, P)
-            theta = outer_step(theta, grads.swapaxes(0, 1), weights, eps, lr)
-        if (it + 1) % eval_every == 0 or it + 1 == iterations:
-            points.append(it + 1)
-            hits.append(scores(theta))                       # every run on the same tasks: paired
-    (acc, ci), (acc_t, ci_t) = [np.array([mean_ci(h[mode]) for h in hits]).transpose(1, 0, 2)
-                                for mode in ("non-transductive", "transductive")]  # (evaluations, R) each
-    return Curves([name for name, *_ in runs], points, acc, acc_t, float(first), time.perf_counter() - began,
-                  theta, ci, ci_t, hits[-1]["non-transductive"])
+    first = score(theta0)["non-transductive"].mean()
+    results = []
+    for name, weights, eps in [run for run in RUNS if run[0] in config.runs]:
+        rule = None if update is None else (lambda n, th, b, lr, loss, w=np.array(weights): update(n, th, b, lr, loss, w))
+        train_config = TrainConfig(iterations=settings["iterations"], lr=settings["lr"], method=weights, inner="sgd",
+                                   meta_step=eps, meta_step_final=0.0, seed=config.seed,
+                                   eval_every=settings["eval_every"], checkpoint_every=settings["eval_every"])
+        results.append(meta_train(
+            net, theta0, lambda rng: shared_minibatches(pool, rng, k=len(weights)), softmax_cross_entropy,
+            train_config, checkpoint=None if checkpoints is None else f"{checkpoints}/{_file_name(name)}.npz", resume=resume,
+            evaluate=score, read_evaluation=read, experiment={"combinations": to_dict(config), "run": name},
+            progress=progress, desc=name, update=rule))
+    return _curves(config, results, float(first), time.perf_counter() - began)
+
+
+def _file_name(run):
+    """A run's name as a file name without shell-special characters: avg(g1,g2) -> avg-g1-g2."""
+    return re.sub(r"[^\w+.-]+", "-", run).strip("-")
+
+
+def checkpoint_names(config):
+    """The checkpoints ``run`` writes, one per run, relative to its folder."""
+    return [f"checkpoints/{_file_name(name)}.npz" for name in config.runs]
+
+
+def _curves(config, results, random_init, seconds):
+    """The runs' TrainResults, whose evaluations are {mode: hits (1, tasks)}, as Curves."""
+    scores = lambda mode: np.array([[e.value[mode][0] for e in r.evals] for r in results])   # (R, E, tasks)
+    (acc, ci), (acc_t, ci_t) = [np.transpose(mean_ci(scores(mode)), (0, 2, 1))
+                                for mode in ("non-transductive", "transductive")]   # (evaluations, R) each
+    return Curves(list(config.runs), [e.iteration for e in results[0].evals], acc, acc_t, random_init, seconds,
+                  np.stack([r.theta for r in results]), ci, ci_t, scores("non-transductive")[:, -1])
 
 
 def paper_claims(curves):
@@ -209,11 +201,6 @@ class CombinationsConfig:
         changes = {"lr": self.inner_lr, "iterations": self.iterations, "eval_every": self.eval_every}
         return PRESETS[self.preset] | {k: v for k, v in changes.items() if v is not None}
 
-    def train_args(self):
-        """``train``'s keywords for this configuration: the settings, the runs, the test tasks, the seed."""
-        return self.settings() | dict(runs=[run for run in RUNS if run[0] in self.runs],
-                                      eval_tasks=self.eval_tasks, seed=self.seed)
-
 
 #: The study's budgets, as changes to CombinationsConfig: "smoke" checks that it runs (the suite);
 #: "class" shows the claims in a lesson (notebook 03: the singles and the sums, 600 iterations, 100 test
@@ -228,14 +215,19 @@ BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=3),
 OUTPUTS = ("gradient_combinations.png", "gradient_combinations.json")
 
 
-def run(config, train_pool, test_pool, out, split="", progress=True, workers=None):
-    """The study into the folder ``out``: gradient_combinations.png and .json. Returns the curves."""
+def run(config, train_pool, test_pool, out, split="", progress=True, workers=None, resume=False):
+    """The study into the folder ``out``: gradient_combinations.png and .json, and a resumable
+    checkpoint per run under ``checkpoints/``. Returns the curves."""
     from . import plots
     from .models import omniglot_net
     from .outputs import as_folder, write_json
     out = as_folder(out)
     settings = config.settings()
-    curves = train(omniglot_net(5), train_pool, test_pool, progress=progress, workers=workers, **config.train_args())
+    checkpoints = out.path / "checkpoints"
+    for name in checkpoint_names(config):
+        out.file(name)
+    curves = train(omniglot_net(5), config, train_pool, test_pool, progress=progress, workers=workers,
+                   checkpoints=checkpoints, resume=resume)
     plots.learning_curves({name: (curves.iterations, curves.accuracy[:, r]) for r, name in enumerate(curves.names)},
                           out.file("gradient_combinations.png"),
                           ylabel=f"held-out 5-shot 5-way accuracy ({config.eval_tasks} tasks, 95% intervals)",

@@ -137,7 +137,7 @@ class _StopFlag:
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
                experiment=None, progress=True, desc="meta-training", callback=None, workers=None,
-               read_evaluation=None):
+               read_evaluation=None, update=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
@@ -152,11 +152,15 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     ``workers`` (a ``workers.Workers``, or a number of local worker processes) runs the task
     slots of each meta-batch in parallel; ``sample`` must then be a sampler with ``plan`` and
     ``gather`` (``fewshot.TrainingSampler``). 1 or None: this process, on the task axis.
+    update(net, theta, batches, lr, loss) -> (lr g like theta, inner losses (k,)): an update rule of
+    your own in place of ``config.method``'s (a notebook's, for instance); it runs in this process.
     """
+    if update is not None and workers not in (None, 1):
+        raise ValueError("an update rule of your own runs in this process: give workers=None")
     if isinstance(workers, (int, np.integer)):
         return _with_local_workers(workers, meta_train, net, theta, sample, loss, config, checkpoint=checkpoint,
                                    resume=resume, evaluate=evaluate, experiment=experiment, progress=progress,
-                                   desc=desc, callback=callback, read_evaluation=read_evaluation)
+                                   desc=desc, callback=callback, read_evaluation=read_evaluation, update=update)
     run = _Run(theta, config, experiment, checkpoint, read_evaluation)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.load()
@@ -164,7 +168,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     with _StopFlag() as stop, tqdm(total=last, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
         while run.it < last:
-            run.advance(*_meta_batch(run, net, sample, loss, workers, stop))     # theta moves one step
+            run.advance(*_meta_batch(run, net, sample, loss, workers, stop, update))     # theta moves one step
             bar.update(1)
             if run.it % 100 == 0 or run.it == last:
                 bar.set_postfix(loss=f"{run.history[run.it - 1, 1]:.4f}", refresh=False)
@@ -205,10 +209,11 @@ class _Run:
         if not (np.isfinite(losses).all() and np.isfinite(direction).all()):
             raise Diverged(self.it, losses, self.checkpoint, self.saved_at)
         c = self.config
+        direction = np.asarray(direction).astype(self.theta.dtype, copy=False)   # a float64 rule keeps float32 theta
         self.theta = self.outer.step(self.theta, direction, linear_schedule(c.meta_step, c.meta_step_final,
                                                                             self.it, c.iterations))
         self.inner_state = inner_state
-        self.history[self.it] = losses[0], losses[-1]
+        self.history[self.it] = np.ravel(losses)[0], np.ravel(losses)[-1]
         self.it += 1
 
     def score(self, evaluate):
@@ -289,12 +294,12 @@ def _with_local_workers(count, train, *args, **kwargs):
         return train(*args, workers=pool, **kwargs)
 
 
-def _meta_batch(run, net, sample, loss, workers, stop):
+def _meta_batch(run, net, sample, loss, workers, stop, update=None):
     """The mean meta-direction of the next meta-batch, its mean inner losses (k,) and the Adam state:
     here on the task axis, or with the task slots on ``workers``. When SIGTERM reached the workers
     too (a scheduler signals every process), the finished iterations are kept and the run stops."""
     if workers is None:
-        return _step(net, run.theta, sample(run.rng), loss, run.config, run.inner_state)
+        return _step(net, run.theta, sample(run.rng), loss, run.config, run.inner_state, update)
     drawn_from = run.rng.bit_generator.state
     try:
         return workers.step(net, run.theta, sample, sample.plan(run.rng), loss, run.config, run.inner_state)
@@ -309,17 +314,18 @@ def _meta_batch(run, net, sample, loss, workers, stop):
         raise WorkerLost(f"{err} during iteration {run.it + 1}; {kept}") from None
 
 
-def _step(net, theta, batches, loss, config, inner_state):
+def _step(net, theta, batches, loss, config, inner_state, update=None):
     """The mean meta-direction of one meta-batch, its mean inner losses (k,) and the Adam state.
     Overflow is not warned about here: the caller checks that the results are finite."""
+    def rule(theta, batches):
+        if update is None:
+            return meta_direction(net, theta, batches, config.lr, loss, config.method, config.inner, inner_state)
+        return *update(net, theta, batches, config.lr, loss), inner_state
     T = len(batches[0][0])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if T == 1:          # one task: the plain single-task path, no task axis to carry
-            return meta_direction(net, theta, [(x[0], y[0]) for x, y in batches], config.lr, loss,
-                                  config.method, config.inner, inner_state)
-        direction, losses, new_inner = meta_direction(
-            net, np.broadcast_to(theta, (T,) + theta.shape), batches, config.lr, loss, config.method,
-            config.inner, inner_state)
+            return rule(theta, [(x[0], y[0]) for x, y in batches])
+        direction, losses, new_inner = rule(np.broadcast_to(theta, (T,) + theta.shape), batches)
         return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
 
 

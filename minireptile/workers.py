@@ -136,13 +136,6 @@ class Workers:
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
         return direction, losses, new_state
 
-    def map_rows(self, fn, rows, *args, axis=0):
-        """fn(rows[group], *args) for contiguous groups of the rows of ``rows`` (one group per
-        worker), joined along ``axis`` of the results in row order. ``fn`` must be importable."""
-        with _worker_faults():
-            futures = [self.executor.submit(fn, rows[group], *args) for group in self.slots(len(rows))]
-            return np.concatenate(_results(futures, self._lost), axis=axis)
-
     def score(self, score_tasks, net, thetas, pool, plans, **adapt):
         """score_tasks(net, thetas, pool, plan, **adapt) for each plan of the iterable ``plans``, in order,
         spread over the workers (``fewshot.score_tasks``, passed in by its module: the workers know no task

@@ -1,9 +1,10 @@
-"""The ten gradient-combination runs trained together on the task axis."""
+"""The ten gradient-combination runs, each through meta_train, on the same tasks."""
 import numpy as np
 import pytest
 
 import minireptile as mr
 from minireptile import combinations
+from minireptile.seeds import stream
 from minireptile.tasks import fewshot
 
 
@@ -22,14 +23,16 @@ def test_minibatches_of_one_task_do_not_overlap():
     assert all(not seen[i] & seen[j] for i in range(4) for j in range(i))
 
 
+def small(**changes):
+    return combinations.CombinationsConfig(**dict(inner_lr=0.03, iterations=1, eval_every=1, eval_tasks=2) | changes)
+
+
 def test_one_iteration_is_each_runs_weighted_meta_gradient_step():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     train_pool, test_pool = pool(0), pool(1)
-    curves = combinations.train(net, train_pool, test_pool, lr=0.03, iterations=1, eval_every=1,
-                                eval_tasks=2, seed=5, progress=False)
-    rng = np.random.default_rng(5)                    # replay the run's random stream
-    theta0 = net.init(rng, dtype=np.float32)
-    batches = combinations.shared_minibatches(train_pool, rng)
+    curves = combinations.train(net, small(seed=5), train_pool, test_pool, progress=False)
+    theta0 = net.init(stream(5, "initialization"), dtype=np.float32)       # replay the run's random streams
+    batches = combinations.shared_minibatches(train_pool, stream(5, "training tasks"))
     for r, (name, weights, eps) in enumerate(combinations.RUNS):
         task = [(x[0], y[0]) for x, y in batches]          # every run sees the same task
         g = mr.meta_gradient(net, theta0, task, 0.03, mr.softmax_cross_entropy, list(weights))
@@ -67,10 +70,10 @@ def test_paper_claims_hold_fail_or_stay_undecided_on_paired_intervals():
 def test_every_run_is_scored_on_the_same_test_tasks():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     train_pool, test_pool = pool(0), pool(1)
-    curves = combinations.train(net, train_pool, test_pool, lr=0.03, iterations=2, eval_every=2,
-                                eval_tasks=6, seed=5, progress=False)
+    curves = combinations.train(net, small(iterations=2, eval_every=2, eval_tasks=6, seed=5), train_pool, test_pool,
+                                progress=False)
     for r in (0, 6):                                   # one run alone scores what it scored among all ten
-        alone = fewshot.task_scores(net, curves.theta[r], test_pool, np.random.default_rng(6), tasks=6, ways=5,
+        alone = fewshot.task_scores(net, curves.theta[r], test_pool, stream(5, "evaluation tasks"), tasks=6, ways=5,
                                     shots=5, lr=0.03, inner_iters=5, batch_size=25, inner="sgd")
         np.testing.assert_allclose(alone["non-transductive"][0], curves.hits[r], atol=1e-12)
     assert curves.ci.shape == curves.accuracy.shape == (1, 10)
@@ -104,20 +107,45 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
         assert (out / f"{name}.png").is_file(), name
 
 
-def test_train_uses_the_step_it_is_given():
-    """A notebook's own update trains the runs: a step that never moves theta leaves theta at its start."""
+def test_train_uses_the_update_it_is_given():
+    """A notebook's own update trains the runs: one that never moves theta leaves theta at its start."""
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     seen = []
 
-    def frozen(net, theta, batches, weights, eps, lr):
-        seen.append((theta.shape, len(batches), batches[0][0].shape[0], weights.shape, eps.shape))
-        return theta
-    runs = [r for r in combinations.RUNS if r[0] in ("g1", "g1+g2")]
-    curves = combinations.train(net, pool(0), pool(1), iterations=3, eval_every=3, eval_tasks=2, seed=1,
-                                runs=runs, progress=False, step=frozen)
-    start = net.init(np.random.default_rng(1), dtype=np.float32)
-    assert seen == [((2, net.num_params), 4, 2, (2, 4), (2,))] * 3
+    def frozen(net, theta, batches, lr, loss, weights):
+        seen.append((theta.shape, len(batches), batches[0][0].shape, tuple(weights)))
+        return np.zeros_like(theta), np.ones(len(batches))
+    curves = combinations.train(net, small(iterations=3, eval_every=3, runs=("g1", "g1+g2"), seed=1), pool(0),
+                                pool(1), progress=False, update=frozen)
+    start = net.init(stream(1, "initialization"), dtype=np.float32)
+    assert seen == [((net.num_params,), 4, (25, 1, 8, 8), (1, 0, 0, 0))] * 3 + \
+        [((net.num_params,), 4, (25, 1, 8, 8), (1, 1, 0, 0))] * 3
     np.testing.assert_array_equal(curves.theta, np.stack([start, start]))
+
+
+def test_a_diverging_run_stops_with_the_loops_error_and_an_interrupted_study_resumes(tmp_path):
+    from minireptile.train import Diverged
+    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
+    config = small(iterations=4, eval_every=2, runs=("g1", "g1+g2+g3+g4"), seed=3)
+    with pytest.raises(Diverged, match="diverged at iteration 1"):
+        combinations.train(net, config, pool(0), pool(1), progress=False,
+                           update=lambda net, theta, batches, lr, loss, w: (theta * np.nan, np.full(4, np.nan)))
+    whole = combinations.train(net, config, pool(0), pool(1), progress=False)
+    calls = []
+
+    def stop_in_the_second_run(net, theta, batches, lr, loss, weights):
+        calls.append(1)
+        if len(calls) == 6:                        # iteration 2 of the second run
+            raise KeyboardInterrupt
+        return mr.meta.weighted(net, theta, batches, lr, loss, weights=weights)[:2]
+    with pytest.raises(KeyboardInterrupt):
+        combinations.train(net, config, pool(0), pool(1), progress=False, update=stop_in_the_second_run,
+                           checkpoints=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g1.npz"]          # the first run finished
+    resumed = combinations.train(net, config, pool(0), pool(1), progress=False, checkpoints=tmp_path, resume=True)
+    np.testing.assert_array_equal(resumed.theta[0], whole.theta[0])          # read back, not retrained
+    np.testing.assert_allclose(resumed.theta, whole.theta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(resumed.hits[0], whole.hits[0])
 
 
 def test_claims_whose_runs_were_not_trained_are_left_out():
@@ -132,21 +160,18 @@ def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_cla
     assert configs["full"] == combinations.CombinationsConfig()
     needed = {"g1", "g2", "g3", "g4", "g1+g2", "g1+g2+g3", "g1+g2+g3+g4"}
     assert needed <= set(configs["class"].runs)
-    assert [name for name, *_ in configs["class"].train_args()["runs"]] == list(configs["class"].runs)
     with pytest.raises(ValueError, match="runs must be one of"):
         combinations.CombinationsConfig(runs=("g1", "g9"))
 
 
 @pytest.mark.slow
-def test_a_step_of_your_own_trains_here_while_workers_score_the_same_tasks():
+def test_an_update_of_your_own_trains_here_while_workers_score_the_same_tasks():
     from minireptile.workers import Workers
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
-    runs = [r for r in combinations.RUNS if r[0] in ("g1", "g1+g2+g3+g4")]
-    mine = lambda *args: combinations.weighted_step(*args)          # not the library's function: runs here
-    alone = combinations.train(net, pool(0), pool(1), iterations=2, eval_every=2, eval_tasks=3, seed=2, runs=runs,
-                               progress=False, step=mine)
+    config = small(iterations=2, eval_every=2, eval_tasks=3, seed=2, runs=("g1", "g1+g2+g3+g4"))
+    mine = lambda net, theta, batches, lr, loss, w: mr.meta.weighted(net, theta, batches, lr, loss, weights=w)[:2]
+    alone = combinations.train(net, config, pool(0), pool(1), progress=False, update=mine)
     with Workers.local(2) as workers:
-        spread = combinations.train(net, pool(0), pool(1), iterations=2, eval_every=2, eval_tasks=3, seed=2,
-                                    runs=runs, progress=False, step=mine, workers=workers)
+        spread = combinations.train(net, config, pool(0), pool(1), progress=False, update=mine, workers=workers)
     np.testing.assert_array_equal(spread.theta, alone.theta)
     np.testing.assert_array_equal(spread.hits, alone.hits)

@@ -119,22 +119,6 @@ def test_workers_and_scheduler_flags_are_checked_before_any_work(data, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
-def test_gradient_combinations_split_their_runs_over_workers():
-    """The ten runs' inner gradients, computed in two groups of runs, equal the one-group result
-    (to float32 rounding: the groups' matmuls may block differently)."""
-    from minireptile import combinations
-    rng = np.random.default_rng(0)
-    pool = fewshot.ClassPool(rng.random((8, 20, 8, 8)))
-    net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
-    theta = np.stack([net.init(np.random.default_rng(s), dtype=np.float32) for s in range(4)])
-    batches = combinations.shared_minibatches(pool, rng)
-    together = combinations.inner_gradients(theta, net, batches, 0.03)
-    with Workers.local(2) as workers:
-        split = workers.map_rows(combinations.inner_gradients, theta, net, batches, 0.03, axis=1)
-    assert split.shape == together.shape == (4, 4, net.num_params)
-    np.testing.assert_allclose(split, together, rtol=1e-5, atol=1e-6)
-
-
 def children(pid):
     """Every live descendant of ``pid`` (workers and the resource tracker), from /proc."""
     found, todo = [], [pid]
