@@ -200,7 +200,7 @@ def cmd_miniimagenet(args):
     config = _config(miniimagenet.MiniImageNetConfig, args)
     _out(args)
     pools = _miniimagenet_pools(args)
-    _train_fewshot(args, config, miniimagenet_net(config.ways), pools["train"], pools["test"], pools.get("val"),
+    _train_fewshot(args, config, miniimagenet_net(config.ways), pools.train, pools.test, pools.val,
                    pools.description)
 
 
@@ -245,8 +245,8 @@ def cmd_omniglot_eval(args):
     saved = _saved_config(args.checkpoint)
     test_alphabets = args.test_alphabets or saved.get("test_alphabets")
     origin = "given" if args.test_alphabets else "the checkpoint's split"
-    _, test_pool, described, _ = _pools(args, test_alphabets, saved.get("seed", 0), origin)
-    _evaluate(args, config, omniglot_net, "an Omniglot", test_pool, described)
+    pools = _pools(args, test_alphabets, saved.get("seed", 0), origin)
+    _evaluate(args, config, omniglot_net, "an Omniglot", pools.test, pools.description)
 
 
 def cmd_miniimagenet_eval(args):
@@ -256,10 +256,9 @@ def cmd_miniimagenet_eval(args):
     args.folder = _json_out(args)
     _saved_config(args.checkpoint)              # a missing or foreign checkpoint is refused before the cache is built
     pools = _miniimagenet_pools(args)
-    if args.split not in pools:
-        raise UsageError(f"--split {args.split}: {args.data} has no {args.split} split (it has "
-                         f"{', '.join(pools)})")
-    _evaluate(args, config, miniimagenet_net, "a Mini-ImageNet", pools[args.split],
+    if getattr(pools, args.split) is None:
+        raise UsageError(f"--split {args.split}: {args.data} has no {args.split} split (it has train, test)")
+    _evaluate(args, config, miniimagenet_net, "a Mini-ImageNet", getattr(pools, args.split),
               f"{pools.description}; evaluating on {args.split}")
 
 
@@ -273,12 +272,15 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
     from .tasks import experiment
     from .train import load_inner_state, load_theta
     theta = load_theta(args.checkpoint)
-    ways = net_ways(make_net, theta.size)
+    saved = _saved_config(args.checkpoint).get("ways")            # the net the checkpoint says it holds
+    if saved is not None and config.ways not in (None, saved):
+        raise UsageError(f"--ways must be {saved}: {args.checkpoint} is a {saved}-way net, got {config.ways}")
+    ways = saved or config.ways
     if ways is None:
-        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters: not {kind} "
-                         "net of any number of ways")
-    if config.ways is not None and config.ways != ways:
-        raise UsageError(f"--ways must be {ways}: {args.checkpoint} is a {ways}-way net, got {config.ways}")
+        raise UsageError(f"--checkpoint {args.checkpoint} records no configuration (a bare theta): give --ways")
+    if theta.size != make_net(ways).num_params:
+        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters, not those of {kind} "
+                         f"{ways}-way net ({make_net(ways).num_params})")
     config = dataclasses.replace(config, ways=ways)
     experiment.check_pools(config.ways, config.shots, None, test_pool)
     print(described)
@@ -294,15 +296,6 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
         write_json(args.folder.file(Path(args.json).name), {
             "checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
             "split": described, "final": final})
-
-
-def net_ways(make_net, num_params):
-    """The ways of the net ``make_net(ways)`` with ``num_params`` parameters, or None if none has
-    that many (the nets end in Linear(features, ways): features + 1 parameters per way)."""
-    one = make_net(1).num_params
-    per_way = make_net(2).num_params - one
-    ways, rest = divmod(num_params - (one - per_way), per_way)
-    return ways if rest == 0 and ways >= 1 else None
 
 
 def cmd_download(args):
@@ -350,14 +343,14 @@ def cmd_gradient_combos(args):
     from . import combinations
     config = _config(combinations.CombinationsConfig, args)
     out = _out(args)
-    train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
-    config.check_data(train_pool, test_pool)
+    pools = _pools(args, args.test_alphabets, config.seed)
+    config.check_data(pools.train, pools.test)
     _prepare_studies(out, config, "gradient-combos", "combinations", combinations.OUTPUTS, args.resume, args.overwrite)
     settings = config.settings()
-    print(f"{described}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
+    print(f"{pools.description}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
           f"evaluated every {settings['eval_every']}")
     with _workers(args) as workers:
-        curves = combinations.run(config, train_pool, test_pool, out, described, progress=not args.quiet,
+        curves = combinations.run(config, pools.train, pools.test, out, pools.description, progress=not args.quiet,
                                   workers=workers, resume=args.resume)
     print(combinations.report(curves, combinations.paper_claims(curves)))
 
@@ -366,14 +359,14 @@ def cmd_compare(args):
     from . import comparison
     config = _config(comparison.CompareConfig, args)
     out = _out(args)
-    train_pool, test_pool, described, _ = _pools(args, args.test_alphabets, config.seed)
-    config.check_data(train_pool, test_pool)
+    pools = _pools(args, args.test_alphabets, config.seed)
+    config.check_data(pools.train, pools.test)
     _prepare_studies(out, config, "compare", "comparison", comparison.OUTPUTS, args.resume, args.overwrite)
-    print(f"{described}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
+    print(f"{pools.description}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
           f"outer {config.outer} eps {config.meta_step}, {config.iterations} iterations per method")
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     with _workers(args, config.meta_batch) as workers:
-        results = comparison.run(config, train_pool, test_pool, out, described, resume=args.resume,
+        results = comparison.run(config, pools.train, pools.test, out, pools.description, resume=args.resume,
                                  progress=not args.quiet, workers=workers)
     print(comparison.report(results))
 
@@ -411,9 +404,9 @@ def cmd_joint(args):
     pools = _omniglot_pools(args)
     out.claim(joint.OUTPUTS, args.overwrite)
     if pools:
-        print(pools[2])
+        print(pools.description)
     with _workers(args) as workers:
-        sine_part, omni_part = joint.run(out, pools and pools[:2], "smoke" if args.smoke else "full",
+        sine_part, omni_part = joint.run(out, pools, "smoke" if args.smoke else "full",
                                          not args.quiet, workers)
     print(joint.report(sine_part, omni_part))
 
@@ -438,10 +431,10 @@ def cmd_figures(args):
     sine.figure(net, {"reptile (k = 5)": reptile.theta, "joint training (k = 1)": joint_run.theta},
                 out.file("sine.png"))
     analysis.run_all(out, budget, progress=progress)
-    joint.run(out, pools and pools[:2], budget, progress=progress)
+    joint.run(out, pools, budget, progress=progress)
     if pools:
-        combinations.run(combos, pools[0], pools[1], out, pools[2], progress=progress)
-        comparison.run(compare, pools[0], pools[1], out, pools[2], progress=progress)
+        combinations.run(combos, pools.train, pools.test, out, pools.description, progress=progress)
+        comparison.run(compare, pools.train, pools.test, out, pools.description, progress=progress)
     print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
           "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
           + ("" if pools else "; without --data the Omniglot figures are skipped"))

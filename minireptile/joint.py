@@ -171,7 +171,7 @@ OUTPUTS = ("joint_vs_reptile.png", "joint_vs_reptile.json")
 
 def run(out, pools=None, budget="full", progress=True, workers=None):
     """The comparison at a named budget (``BUDGETS``): joint_vs_reptile.png and .json in the folder
-    ``out``. ``pools``: (train, test) Omniglot pools, or None to skip Omniglot. Returns
+    ``out``. ``pools``: Omniglot's ``fewshot.Pools``, or None to skip Omniglot. Returns
     (SineStudy, OmniglotStudy or None)."""
     from . import plots
     from .outputs import as_folder, write_json
@@ -180,7 +180,7 @@ def run(out, pools=None, budget="full", progress=True, workers=None):
     sine_part = sine_study(**sizes["sine"], progress=progress)
     omni_part = None
     if pools is not None:
-        omni_part = omniglot_study(*pools, **sizes["omniglot"], progress=progress, workers=workers)
+        omni_part = omniglot_study(pools.train, pools.test, **sizes["omniglot"], progress=progress, workers=workers)
     plots.joint_vs_reptile(sine_part, omni_part, out.file("joint_vs_reptile.png"))
     write_json(out.file("joint_vs_reptile.json"),
                {"sine": sine_part.to_dict(), "omniglot": omni_part and omni_part.to_dict()})

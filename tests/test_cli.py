@@ -271,19 +271,25 @@ def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_pat
     (lambda p: p.write_text("hello"), "is not a minireptile checkpoint \\(not an .npz archive\\)"),
     (lambda p: p.write_bytes(__import__("pickle").dumps({"theta": [1.0]})), "not an .npz archive"),
     (lambda p: np.savez(p, weights=np.zeros(3)), "holds no array named 'theta' \\(it has weights\\)"),
-    (lambda p: np.savez(p, theta=np.zeros(4353)), "holds 4353 parameters: not an Omniglot net"),
+    (lambda p: np.savez(p, theta=np.zeros(4353)), "records no configuration \\(a bare theta\\): give --ways"),
     (lambda p: np.savez(p, theta=np.zeros(mr.omniglot_net(5).num_params, np.float32)), None),
 ])
 def test_omniglot_eval_refuses_missing_and_foreign_checkpoints(tmp_path, env, data, make, match):
     path = tmp_path / "missing.npz"
     make(path)
     args = ["omniglot-eval", "--data", data, "--checkpoint", path, "--eval-tasks", 2, "--quiet"]
-    if match is None:                     # a 5-way theta asked for 3 ways
-        match = "--ways must be 5: .* is a 5-way net, got 3"
+    if match is None:                     # a bare 5-way theta said to be a 3-way net
+        match = "holds 113221 parameters, not those of an Omniglot 3-way net \\(112707\\)"
         args += ["--ways", 3]
     message = one_line_error(run(args, tmp_path, env))
     assert __import__("re").search(match, message), message
     assert "allow_pickle" not in message
+
+
+def test_omniglot_eval_takes_the_net_from_the_checkpoints_configuration(tmp_path, env, trained, data, capsys):
+    out, _ = trained                                   # a 3-way run: its checkpoint says so
+    assert main(["omniglot-eval", "--data", str(data), "--checkpoint", str(out / "theta.npz"), "--ways", "5"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --ways must be 3: {out / 'theta.npz'} is a 3-way net, got 5"
 
 
 def test_omniglot_eval_refuses_zero_tasks(tmp_path, env, trained, data):

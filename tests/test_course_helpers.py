@@ -20,9 +20,9 @@ def test_the_notebook_budget_is_smoke_only_under_the_suite(monkeypatch):
 def test_synthetic_pools_stand_in_only_in_smoke_mode_and_say_so(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIREPTILE_OMNIGLOT", str(tmp_path))
     monkeypatch.setenv("MINIREPTILE_OMNIGLOT_URL", "http://127.0.0.1:9/")     # nothing listens there
-    train, test, description = omniglot.notebook_pools(smoke=True)
-    assert "synthetic" in description and "mean nothing" in description
-    assert train.num_classes == 10 and test.num_classes == 6
+    pools = omniglot.notebook_pools(smoke=True)
+    assert "synthetic" in pools.description and "mean nothing" in pools.description
+    assert pools.train.num_classes == 10 and pools.test.num_classes == 6
     with pytest.raises(omniglot.DataMissing, match="python -m minireptile download"):
         omniglot.notebook_pools(smoke=False)
     assert list(tmp_path.iterdir()) == []

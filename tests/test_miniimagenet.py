@@ -159,7 +159,7 @@ def test_a_class_with_too_few_images_for_the_shots_is_named(data, tmp_path):
         extra.unlink()                                       # 2 images left: 1 shot + 1 query at most
     pools = miniimagenet.pools(root, cache=tmp_path / "cache")
     check = lambda **changes: MiniImageNetConfig(**({"ways": 2} | changes)).check_data(
-        pools["train"], pools["test"], pools["val"])
+        pools.train, pools.test, pools.val)
     with pytest.raises(experiment.ConfigError) as err:
         check(final_shots=(1, 5))
     assert (err.value.name, err.value.got) == ("final_shots", 5)
@@ -206,12 +206,12 @@ def test_workers_map_the_cache_file_instead_of_copying_the_images(layouts, tmp_p
     net = mr.miniimagenet_net(3, width=4, image_size=84)
     theta = net.init(np.random.default_rng(0), dtype=np.float32)
     settings = dict(tasks=4, ways=3, shots=1, inner_iters=2, batch_size=3)
-    alone = fewshot.evaluate(net, theta, pools["test"], np.random.default_rng(1), **settings)
+    alone = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), **settings)
     with Workers.local(2, threads=1) as workers:
-        together = fewshot.evaluate(net, theta, pools["test"], np.random.default_rng(1), workers=workers, **settings)
-        (_, path, _), _ = workers.share(pools["test"])
+        together = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), workers=workers, **settings)
+        (_, path, _), _ = workers.share(pools.test)
         copied = os.listdir(workers._folder)
-    assert path == pools["test"].path and copied == []                         # nothing copied
+    assert path == pools.test.path and copied == []                         # nothing copied
     for mode in alone:
         np.testing.assert_allclose(together[mode], alone[mode], atol=1e-6)
 

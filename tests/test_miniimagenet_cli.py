@@ -118,7 +118,7 @@ def test_eval_refuses_a_checkpoint_of_another_net_and_a_missing_split(tmp_path, 
     root = write_folders(tmp_path / "noval", dataset(splits=(("train", 3), ("test", 2))))
     message = one_line_error(run(["miniimagenet-eval", "--data", root, "--checkpoint", tmp_path / "omniglot.npz",
                                   "--quiet"], tmp_path, env))
-    assert "not a Mini-ImageNet net of any number of ways" in message
+    assert "records no configuration (a bare theta): give --ways" in message
     message = one_line_error(run(["miniimagenet-eval", "--data", root, "--checkpoint", trained[0] / "theta.npz",
                                   "--split", "val", "--quiet"], tmp_path, env))
     assert message.endswith("has no val split (it has train, test)")

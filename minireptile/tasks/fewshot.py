@@ -7,6 +7,7 @@ shuffled support set, reshuffling each time it is used up.
 """
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -52,6 +53,17 @@ class Pool:
         pool = copy.copy(self)
         pool.images = images
         return pool
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The pools of one dataset's split, the same type for every dataset: training and test classes,
+    validation classes where the data has them, and a line describing the split."""
+    train: Pool
+    test: Pool
+    description: str
+    val: Pool = None
+    test_alphabets: tuple = None         # Omniglot: the test alphabets (None: the paper's split)
 
 
 class ClassPool(Pool):

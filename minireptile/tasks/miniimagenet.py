@@ -261,19 +261,14 @@ def load_image_array(image, size=SIZE):
 
 # ----------------------------------------------------------------------------- the experiment
 
-class Pools(dict):
-    """{"train", "val"?, "test"}: ImagePools, with a description of the data."""
-    description = ""
-
-
 def pools(root, cache=None, progress=False):
-    """The ImagePools of the Mini-ImageNet under ``root`` and a line describing them."""
+    """The ``fewshot.Pools`` (ImagePools) of the Mini-ImageNet under ``root``, with a line describing them."""
+    from .fewshot import Pools
     data = load(root, cache=cache, progress=progress)
-    found = Pools(data.pools)
-    found.description = "Mini-ImageNet (" + "; ".join(
+    description = "Mini-ImageNet (" + "; ".join(
         f"{split}: {pool.num_classes} classes, {int(pool.counts.sum())} images from the {data.sources[split][0]}"
         for split, pool in data.pools.items()) + ")"
-    return found
+    return Pools(data.pools["train"], data.pools["test"], description, val=data.pools.get("val"))
 
 
 @dataclass(frozen=True)

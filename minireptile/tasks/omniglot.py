@@ -21,7 +21,6 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -31,7 +30,7 @@ from .._atomic import atomic_write
 from ..config import ConfigError, option
 from ..outputs import cache_dir
 from .experiment import FewShotConfig
-from .fewshot import ClassPool
+from .fewshot import ClassPool, Pools
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
         "images_background_small2")
@@ -274,14 +273,6 @@ def default_test_alphabets(data):
     return tuple(test)
 
 
-class Pools(NamedTuple):
-    """The few-shot pools of one split: training classes (with rotations) and test classes."""
-    train: object                   # fewshot.ClassPool
-    test: object                    # fewshot.ClassPool
-    description: str                # which split, and how many classes
-    test_alphabets: tuple           # the test alphabets (None: the paper's split)
-
-
 def split(data, test_alphabets=None, seed=0, origin="given"):
     """(train, test, test alphabets, how): the alphabets named (``origin`` says by whom), else the
     default split (see ``default_test_alphabets``); ``how`` says which."""
@@ -295,12 +286,11 @@ def split(data, test_alphabets=None, seed=0, origin="given"):
 
 
 def pools(root, test_alphabets=None, seed=0, cache=None, origin="given"):
-    """The Pools of the Omniglot under ``root``, split as ``split`` says."""
-    from .fewshot import ClassPool
+    """The ``fewshot.Pools`` of the Omniglot under ``root``, split as ``split`` says."""
     train, test, chosen, how = split(load(root, cache=cache), test_alphabets, seed, origin)
     train_pool, test_pool = ClassPool(train.images, rotations=True), ClassPool(test.images)
     return Pools(train_pool, test_pool, f"{how}; {train_pool.num_classes} training classes (with "
-                 f"rotations), {test_pool.num_classes} test classes", chosen)
+                 f"rotations), {test_pool.num_classes} test classes", test_alphabets=chosen)
 
 
 #: The paper's hyperparameters (its appendix, Table 3) that differ between 5-way and 20-way Omniglot.
@@ -354,7 +344,7 @@ def locate(root=None, download_missing=True, progress=True):
 
 
 def notebook_pools(smoke):
-    """(train pool, test pool, description) for a notebook: Omniglot found by ``locate`` (downloaded
+    """The ``fewshot.Pools`` of a notebook: Omniglot found by ``locate`` (downloaded
     when missing). Only in smoke mode (``smoke`` true) and only when there is no Omniglot do tiny
     pools of random patterns stand in, and the description says so: numbers from them mean nothing."""
     try:
@@ -364,7 +354,6 @@ def notebook_pools(smoke):
             raise                              # the message says how to get the data
         rng = np.random.default_rng(0)
         patterns = lambda n: rng.uniform(0, 1, (n, 1, 28, 28)) + 0.1 * rng.standard_normal((n, 20, 28, 28))
-        return (ClassPool(patterns(10)), ClassPool(patterns(6)),
-                "smoke mode without Omniglot: synthetic random patterns stand in, so the numbers mean nothing")
-    split = pools(found)
-    return split.train, split.test, split.description
+        return Pools(ClassPool(patterns(10)), ClassPool(patterns(6)),
+                     "smoke mode without Omniglot: synthetic random patterns stand in, so the numbers mean nothing")
+    return pools(found)
