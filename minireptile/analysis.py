@@ -238,3 +238,24 @@ def run_all(out, budget="full", seed=0, progress=True):
                                 "iterations": curves["reptile"][0]}
     write_json(out.file("taylor.json"), results)
     return results
+
+
+def report(results):
+    """``run_all``'s slopes, coefficients and inner products, as text."""
+    from .report import table
+    slopes = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
+              for k, ms in results["slopes"].items() for m, v in ms.items()]
+    coefficients = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.7f} +- {r['se'][0]:.7f}",
+                     f"{r['b']:.7f} +- {r['se'][1]:.7f}", f"{r['b at lr']:.4f}",
+                     " / ".join(f"{d:.1e}" for d in r["deviation by level"])]
+                    for m, r in results["coefficients"].items()]
+    ip = results["inner_product"]
+    return "\n".join([
+        "log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):",
+        table(slopes, ["k", "method", "with", "without"]),
+        f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}",
+        "expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:",
+        table(coefficients, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3",
+                             "|deviation| from 1 / 2 / 3 step sizes"]),
+        f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
+        f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}"])

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from .config import ConfigError, differences
 from .outputs import OutputError, RunFolder, check_writable, write_json
-from .report import table as _table
 
 
 class UsageError(Exception):
@@ -99,37 +98,44 @@ def _pools(args, test_alphabets, seed=0, origin="given"):
         raise UsageError(f"--data {args.data}: {err}") from None
 
 
-def _prepare_run(out, config, classes=None, resume=False, overwrite=False):
-    """Refuse to mix runs: --resume needs a checkpoint written with the same training arguments;
-    an existing run is replaced only with --overwrite (its files are removed first)."""
+#: what a single-run command (sine, omniglot, miniimagenet) leaves in OUT besides its figures
+RUN_FILES = ("checkpoint.npz", "joint_checkpoint.npz", "theta.npz", "results.json")
+
+
+def _prepare_run(args, config, checkpoints="checkpoint.npz", key="config", outputs=RUN_FILES, classes=None):
+    """Refuse to mix runs, for every command that trains: --resume needs the checkpoints of OUT
+    (``checkpoints``, a pattern) to record the same training arguments under ``key`` (and the same
+    ``classes``); a run already there is replaced only with --overwrite (its files are removed first)."""
     from .train import load_experiment, load_progress
-    checkpoint = out.path / "checkpoint.npz"
-    if resume and overwrite:
+    out = args.folder
+    found = sorted(out.path.glob(checkpoints)) if out.path.is_dir() else []
+    if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    if resume:
-        if not checkpoint.is_file():
-            raise UsageError(f"--resume: there is no checkpoint {checkpoint} to continue")
-        saved = load_experiment(checkpoint)
-        if "config" not in saved:
-            raise UsageError(f"--resume: {checkpoint} records no configuration (an older minireptile "
-                             "wrote it); start again with --overwrite")
-        differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})"
-                  for name, old, new in differences(saved["config"], config)]
-        if classes is not None and saved.get("classes") != list(classes):
-            differ.append(f"--data: training and test classes {_show(saved.get('classes'))} "
-                          f"(given {_show(classes)})")
-        if differ:
-            raise UsageError(f"--resume: {checkpoint} was trained with other arguments: " + "; ".join(differ))
+    if args.resume:
+        if not found:
+            raise UsageError(f"--resume: there is no checkpoint {out.path / checkpoints} to continue")
+        for path in found:
+            saved = load_experiment(path)
+            if key not in saved:
+                raise UsageError(f"--resume: {path} records no configuration of the {args.command} command "
+                                 "(another command or an older minireptile wrote it); start again with --overwrite")
+            differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})"
+                      for name, old, new in differences(saved[key], config)]
+            if classes is not None and saved.get("classes") != list(classes):
+                differ.append(f"--data: training and test classes {_show(saved.get('classes'))} "
+                              f"(given {_show(classes)})")
+            if differ:
+                raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
         return
-    existing = [p for p in ("checkpoint.npz", "joint_checkpoint.npz", "theta.npz", "results.json")
-                if (out.path / p).is_file()]
-    if existing and not overwrite:
-        progress = load_progress(checkpoint) if checkpoint.is_file() else None
+    existing = found + [out.path / name for name in outputs if (out.path / name).is_file() and
+                        out.path / name not in found]
+    if existing and not args.overwrite:
+        progress = load_progress(found[0]) if len(found) == 1 else None
         state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
         raise UsageError(f"--out {out.path} already holds a run{state}: continue it with --resume or "
                          "replace it with --overwrite")
-    for name in existing:
-        (out.path / name).unlink()
+    for path in existing:
+        path.unlink()
 
 
 def _workers(args, tasks=None):
@@ -171,15 +177,10 @@ def cmd_sine(args):
     from .tasks import sine
     config = _config(sine.SineConfig, args)
     out = _out(args)
-    _prepare_run(out, config, resume=args.resume, overwrite=args.overwrite)
+    _prepare_run(args, config)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     results = sine.run(config, out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {config.iterations} iterations in {results['train_seconds']:.1f} s (evaluations excluded)")
-    print("held-out MSE (mean over 100 tasks) after this many SGD steps on 10 points:")
-    rows = [[name, *(f"{v:.3f}" for v in results[key]["mean"])]
-            for name, key in [(config.method, "evaluation"), ("joint", "joint"), ("random init", "random_init")]
-            if key in results]
-    print(_table(rows, ["model", *map(str, results["evaluation"]["steps"])]))
+    print(sine.report(config, results))
 
 
 # ----------------------------------------------------------------------------- few-shot classification
@@ -218,7 +219,7 @@ def _train_fewshot(args, config, net, train_pool, test_pool, curve_pool, split):
     from .tasks import experiment
     config.check_data(train_pool, test_pool, curve_pool)
     classes = [train_pool.num_classes, test_pool.num_classes]
-    _prepare_run(args.folder, config, classes, args.resume, args.overwrite)
+    _prepare_run(args, config, classes=classes)
     print(split)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     with _workers(args, config.meta_batch) as workers:
@@ -227,13 +228,7 @@ def _train_fewshot(args, config, net, train_pool, test_pool, curve_pool, split):
                                        record={"command": args.command, "data": str(args.data),
                                                "classes": classes}, curve_pool=curve_pool)
     print(_trained(result, config.iterations))
-    _print_final(final, config.eval_tasks)
-
-
-def _print_final(final, tasks):
-    rows = [[name, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
-            for name, modes in final.items() for mode, v in modes.items()]
-    print(_table(rows, ["evaluation", "mode", f"accuracy over {tasks} tasks"]))
+    print(experiment.report(final, config.eval_tasks))
 
 
 def cmd_omniglot_eval(args):
@@ -291,7 +286,7 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
         final = experiment.final_evaluation(make_net(ways), theta, test_pool, state, config.evaluation(),
                                             config.eval_tasks, config.seed, progress=not args.quiet,
                                             workers=workers, shots=config.shots)
-    _print_final(final, config.eval_tasks)
+    print(experiment.report(final, config.eval_tasks))
     if args.json:
         write_json(args.folder.file(Path(args.json).name), {
             "checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
@@ -317,21 +312,7 @@ def cmd_taylor(args):
         raise UsageError(f"--seed must be an integer of at least 0, got {args.seed}")
     out = _out(args, analysis.OUTPUTS)
     results = analysis.run_all(out, "smoke" if args.smoke else "full", seed=args.seed, progress=not args.quiet)
-    print("log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):")
-    rows = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
-            for k, ms in results["slopes"].items() for m, v in ms.items()]
-    print(_table(rows, ["k", "method", "with", "without"]))
-    print(f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}")
-    rows = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.7f} +- {r['se'][0]:.7f}",
-             f"{r['b']:.7f} +- {r['se'][1]:.7f}", f"{r['b at lr']:.4f}",
-             " / ".join(f"{d:.1e}" for d in r["deviation by level"])]
-            for m, r in results["coefficients"].items()]
-    print("expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:")
-    print(_table(rows, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3",
-                        "|deviation| from 1 / 2 / 3 step sizes"]))
-    ip = results["inner_product"]
-    print(f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
-          f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}")
+    print(analysis.report(results))
 
 
 def _omniglot_pools(args):
@@ -345,7 +326,7 @@ def cmd_gradient_combos(args):
     out = _out(args)
     pools = _pools(args, args.test_alphabets, config.seed)
     config.check_data(pools.train, pools.test)
-    _prepare_studies(out, config, "gradient-combos", "combinations", combinations.OUTPUTS, args.resume, args.overwrite)
+    _prepare_run(args, config, "checkpoints/*.npz", "combinations", combinations.OUTPUTS)
     settings = config.settings()
     print(f"{pools.description}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
           f"evaluated every {settings['eval_every']}")
@@ -361,7 +342,7 @@ def cmd_compare(args):
     out = _out(args)
     pools = _pools(args, args.test_alphabets, config.seed)
     config.check_data(pools.train, pools.test)
-    _prepare_studies(out, config, "compare", "comparison", comparison.OUTPUTS, args.resume, args.overwrite)
+    _prepare_run(args, config, "checkpoints/*.npz", "comparison", comparison.OUTPUTS)
     print(f"{pools.description}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
           f"outer {config.outer} eps {config.meta_step}, {config.iterations} iterations per method")
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
@@ -369,33 +350,6 @@ def cmd_compare(args):
         results = comparison.run(config, pools.train, pools.test, out, pools.description, resume=args.resume,
                                  progress=not args.quiet, workers=workers)
     print(comparison.report(results))
-
-
-def _prepare_studies(out, config, command, study, outputs, resume, overwrite):
-    """For a study with a checkpoint per run under OUT/checkpoints (``study``: the key its checkpoints
-    record the configuration under): --resume needs checkpoints of the same training settings; a
-    finished or started study is replaced only with --overwrite."""
-    from .train import load_experiment
-    checkpoints = sorted((out.path / "checkpoints").glob("*.npz")) if out.path.is_dir() else []
-    existing = [out.path / n for n in outputs if (out.path / n).is_file()]
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
-    if resume:
-        if not checkpoints:
-            raise UsageError(f"--resume: there are no checkpoints in {out.path / 'checkpoints'} to continue")
-        for path in checkpoints:
-            saved = load_experiment(path).get(study)
-            if saved is None:
-                raise UsageError(f"--resume: {path} is not a checkpoint of the {command} command")
-            differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})" for name, old, new in differences(saved, config)]
-            if differ:
-                raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
-        return
-    if (checkpoints or existing) and not overwrite:
-        raise UsageError(f"--out {out.path} already holds a {command} run: continue it with --resume or "
-                         "replace it with --overwrite")
-    for path in checkpoints + existing:
-        path.unlink()
 
 
 def cmd_joint(args):

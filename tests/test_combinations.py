@@ -99,6 +99,13 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
         assert claim["differences"] and all(np.isfinite([d["mean"], d["ci95"]]).all() for d in claim["differences"].values())
     assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
+    assert len(list((out / "checkpoints").glob("*.npz"))) == 10 and (out / "checkpoints" / "avg-g1-g2.npz").is_file()
+    argv = ["gradient-combos", "--data", str(data), "--test-alphabets", "C", "--iterations", "2", "--eval-every", "1",
+            "--eval-tasks", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 2                                     # a finished study: --resume or --overwrite
+    assert main(argv + ["--resume", "--inner-lr", "0.1"]) == 2  # not with other training arguments
+    assert main(argv + ["--resume"]) == 0                      # every run finished: read back, the same curves
+    assert json.loads((out / "gradient_combinations.json").read_text())["accuracy"] == saved["accuracy"]
     figures = ["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]
     assert main(figures) == 2                                  # gradient_combinations.* are there already
     assert main(figures + ["--overwrite"]) == 0

@@ -192,6 +192,14 @@ def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed
     return final
 
 
+def report(final, tasks):
+    """``final_evaluation``'s rows as a table."""
+    from ..report import table
+    rows = [[name, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
+            for name, modes in final.items() for mode, v in modes.items()]
+    return table(rows, ["evaluation", "mode", f"accuracy over {tasks} tasks"])
+
+
 def run(net, config, train_pool, test_pool, out, split, resume=False, progress=True, record=None,
         workers=None, curve_pool=None):
     """The whole experiment into the folder ``out``: checkpoint.npz (resumable), theta.npz,

@@ -204,3 +204,15 @@ def run(config, out, resume=False, progress=True):
     figure(net, thetas, out.file("sine.png"), lr=config.inner_lr)
     write_json(out.file("results.json"), results)
     return results
+
+
+def report(config, results):
+    """The training time and the held-out MSE table of ``run``'s results, as text."""
+    from ..report import table
+    rows = [[name, *(f"{v:.3f}" for v in results[key]["mean"])]
+            for name, key in [(config.method, "evaluation"), ("joint", "joint"), ("random init", "random_init")]
+            if key in results]
+    return "\n".join([
+        f"trained {config.iterations} iterations in {results['train_seconds']:.1f} s (evaluations excluded)",
+        "held-out MSE (mean over 100 tasks) after this many SGD steps on 10 points:",
+        table(rows, ["model", *map(str, results["evaluation"]["steps"])])])
