@@ -80,7 +80,7 @@ def main():
         for _ in range(2):
             for name, workers in (("in-process", None), ("2 workers", two)):
                 start = time.perf_counter()
-                fewshot.evaluate(net, theta, pools.test, np.random.default_rng(2), tasks=args.eval_tasks,
+                fewshot.evaluate(net, theta, pools.test, np.random.default_rng(2), fewshot.Protocol(), args.eval_tasks,
                                  workers=workers)
                 evals[name].append(time.perf_counter() - start)
         e = {k: float(np.median(v)) for k, v in evals.items()}

@@ -20,7 +20,7 @@ import numpy as np
 from .config import ConfigError, check_choice, check_int, check_step, option, to_dict
 from .losses import softmax_cross_entropy
 from .seeds import stream
-from .tasks.fewshot import flatten_task, mean_ci, paired_difference, task_scores
+from .tasks.fewshot import Protocol, flatten_task, mean_ci, paired_difference, task_scores
 from .train import TrainConfig, meta_train
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
@@ -73,9 +73,9 @@ def train(net, config, pool, test_pool, *, progress=True, workers=None, update=N
     """
     settings = config.settings()
     theta0 = net.init(stream(config.seed, "initialization"), dtype=np.float32)
-    score = lambda theta: task_scores(net, theta, test_pool, stream(config.seed, "evaluation tasks"),
-                                      tasks=config.eval_tasks, ways=5, shots=5, lr=settings["lr"], inner_iters=5,
-                                      batch_size=25, inner="sgd", progress=progress, desc="evaluating",
+    protocol = Protocol(ways=5, shots=5, lr=settings["lr"], inner_iters=5, batch_size=25, inner="sgd")
+    score = lambda theta: task_scores(net, theta, test_pool, stream(config.seed, "evaluation tasks"), protocol,
+                                      config.eval_tasks, progress=progress, desc="evaluating",
                                       workers=workers)                       # {mode: (1, tasks)}
     read = lambda stored: {mode: np.array(hits) for mode, hits in stored.items()}
     began = time.perf_counter()

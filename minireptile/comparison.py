@@ -110,8 +110,8 @@ class CompareConfig:
                                         shared_tail=tail == "shared")
 
     def evaluation(self, shots):
-        return dict(ways=self.ways, shots=shots, lr=self.inner_lr, inner_iters=self.eval_iters,
-                    batch_size=self.eval_batch, inner="sgd")
+        """How every method's test tasks are scored (a ``fewshot.Protocol``): plain SGD, like training."""
+        return fewshot.Protocol(self.ways, shots, self.inner_lr, self.eval_iters, self.eval_batch, "sgd")
 
 
 #: The comparison's budgets, as changes to CompareConfig: "smoke" checks that it runs (the suite); "class"
@@ -178,9 +178,9 @@ def held_out(net, theta, test_pool, config, progress=False, workers=None):
     each of ``config.shots``."""
     scores = {}
     for k in config.shots:
-        result = fewshot.evaluate(net, theta, test_pool, stream(config.seed, "evaluation tasks"),
-                                  tasks=config.eval_tasks_during, progress=progress, desc=f"evaluating {k}-shot",
-                                  workers=workers, **config.evaluation(k))
+        result = fewshot.evaluate(net, theta, test_pool, stream(config.seed, "evaluation tasks"), config.evaluation(k),
+                                  config.eval_tasks_during, progress=progress, desc=f"evaluating {k}-shot",
+                                  workers=workers)
         scores[f"{k}-shot"] = HeldOut(*result["non-transductive"], *result["transductive"])
     return scores
 
@@ -239,8 +239,8 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
         final = {}
         for k in config.shots:
             scores = fewshot.task_scores(net, result.theta, test_pool, stream(config.seed, "final test tasks"),
-                                         config.eval_tasks, progress=progress, desc=f"final {k}-shot",
-                                         workers=workers, **config.evaluation(k))
+                                         config.evaluation(k), config.eval_tasks, progress=progress,
+                                         desc=f"final {k}-shot", workers=workers)
             hits[method, k] = scores
             final[f"{k}-shot"] = {mode: dict(zip(("accuracy", "ci95"), map(float, fewshot.mean_ci(h[0]))))
                                   for mode, h in scores.items()}

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .losses import softmax_cross_entropy
 from .models import omniglot_net, sine_mlp
 from .seeds import stream
-from .tasks import fewshot, sine
-from .train import TrainConfig, meta_train
+from .tasks import experiment, fewshot, sine
+from .tasks.omniglot import OmniglotConfig
 
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
 
@@ -86,22 +85,14 @@ def report(sine_part, omni_part=None):
     return "\n".join(lines)
 
 
-def _curve(result):
-    """The Curve of a TrainResult whose evaluations are scores (floats)."""
-    return Curve(tuple(e.iteration for e in result.evals), tuple(e.value for e in result.evals))
+def _curve(result, value=lambda v: v):
+    """The Curve of a TrainResult: each evaluation's score, ``value(evaluation's value)``."""
+    return Curve(tuple(e.iteration for e in result.evals), tuple(value(e.value) for e in result.evals))
 
 
-def _reporting(score, report, k, iterations, every):
-    """meta_train's evaluation score(theta), which also tells ``report(k, iteration, value)``
-    each value as it comes (live curves); meta_train evaluates every ``every`` iterations and at the last."""
-    points = iter([i for i in range(1, iterations + 1) if i % every == 0 or i == iterations])
-
-    def scored(theta):
-        value = score(theta)
-        if report is not None:
-            report(k, next(points), value)
-        return value
-    return scored
+def _hear(report, k, value=lambda v: v):
+    """meta_train's report hook that tells ``report(k, iteration, score)`` each score as it comes."""
+    return None if report is None else (lambda e: report(k, e.iteration, value(e.value)))
 
 
 def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1.0), seed=0,
@@ -116,7 +107,7 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
     x = sine.SineTasks().x_all[:, None]
     for k in ks:
         config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[k], seed=seed)
-        _, result = sine.train(config, evaluate=_reporting(adapted, report, k, iterations, eval_every), eval_every=eval_every,
+        _, result = sine.train(config, evaluate=adapted, eval_every=eval_every, report=_hear(report, k),
                                progress=progress, desc=f"sine k={k}")
         curves[k] = _curve(result)
         zero_shot[k] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean())
@@ -138,18 +129,13 @@ def omniglot_study(train_pool, test_pool, iterations=1500, ks=(1, 2, 5, 10), eva
     eval_every = eval_every or max(iterations // 5, 1)
     net = omniglot_net(5, **net_args)
     curves, zero_shot = {}, {}
-    accuracy = lambda th: fewshot.evaluate(
-        net, th, test_pool, stream(seed, "evaluation tasks"), tasks=eval_tasks, ways=5, shots=1,
-        inner_iters=50, progress=progress, desc="evaluating", workers=workers)["non-transductive"][0]
-    for k in ks:
-        sample = fewshot.training_sampler(train_pool, ways=5, shots=10, batch_size=10, inner_iters=k,
-                                          meta_batch=5)
-        config = TrainConfig(iterations=iterations, lr=0.001, inner="adam", meta_step=1.0, seed=seed,
-                             eval_every=eval_every)
-        result = meta_train(net, net.init(stream(seed, "initialization"), dtype=np.float32), sample,
-                            softmax_cross_entropy, config, evaluate=_reporting(accuracy, report, k, iterations, eval_every),
-                            progress=progress, desc=f"omniglot k={k}", workers=workers)
-        curves[k] = _curve(result)
+    held_out = lambda scores: scores["non-transductive"]
+    for k in ks:                                   # the paper's 5-way 1-shot settings, but k and the budget
+        config = OmniglotConfig(inner_iters=k, iterations=iterations, eval_every=eval_every,
+                                eval_tasks_during=eval_tasks, seed=seed)
+        result = experiment.train(net, config, train_pool, test_pool, progress=progress, desc=f"omniglot k={k}",
+                                  workers=workers, report=_hear(report, k, held_out))
+        curves[k] = _curve(result, held_out)
         zero_shot[k] = zero_shot_accuracy(net, result.theta, test_pool, stream(seed, "evaluation tasks"),
                                           eval_tasks)
     return OmniglotStudy(curves, zero_shot)

@@ -137,7 +137,7 @@ class _StopFlag:
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
                experiment=None, progress=True, desc="meta-training", callback=None, workers=None,
-               read_evaluation=None, update=None):
+               read_evaluation=None, update=None, report=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
@@ -145,7 +145,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     kept as an ``Evaluation`` with its iteration and the time spent training so far, evaluations
     excluded (so that methods of different cost can be compared at equal compute). Checkpoints store
     a value as JSON (its ``to_dict()`` if it has one); on resume ``read_evaluation(stored)`` turns the
-    earlier ones back into values (default: they stay as stored).
+    earlier ones back into values (default: they stay as stored). report(evaluation), if given,
+    hears each new Evaluation as it is made (live curves).
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
@@ -160,7 +161,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     if isinstance(workers, (int, np.integer)):
         return _with_local_workers(workers, meta_train, net, theta, sample, loss, config, checkpoint=checkpoint,
                                    resume=resume, evaluate=evaluate, experiment=experiment, progress=progress,
-                                   desc=desc, callback=callback, read_evaluation=read_evaluation, update=update)
+                                   desc=desc, callback=callback, read_evaluation=read_evaluation, update=update,
+                                   report=report)
     run = _Run(theta, config, experiment, checkpoint, read_evaluation)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.load()
@@ -173,7 +175,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
             if run.it % 100 == 0 or run.it == last:
                 bar.set_postfix(loss=f"{run.history[run.it - 1, 1]:.4f}", refresh=False)
             if evaluate is not None and config.eval_every and (run.it % config.eval_every == 0 or run.it == last):
-                run.score(evaluate)
+                run.score(evaluate, report)
             if callback is not None:
                 callback(run.it, run.theta)
             if checkpoint is not None and (run.it % config.checkpoint_every == 0 or run.it == last or stop.raised):
@@ -182,7 +184,7 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
                 raise Interrupted(f"stopped at iteration {run.it}" + (
                     f"; checkpoint written to {checkpoint}" if checkpoint else ""), stop.signum)
     if evaluate is not None and not config.eval_every and start < last:
-        run.score(evaluate)
+        run.score(evaluate, report)
     return run.result(start)
 
 
@@ -216,12 +218,14 @@ class _Run:
         self.history[self.it] = np.ravel(losses)[0], np.ravel(losses)[-1]
         self.it += 1
 
-    def score(self, evaluate):
+    def score(self, evaluate, report=None):
         began = time.perf_counter()
         trained = self.before + (began - self.began) - self.evaluating      # evaluations excluded
         value = evaluate(self.theta)
         self.evaluating += time.perf_counter() - began
         self.evals.append(Evaluation(self.it, trained, value))
+        if report is not None:
+            report(self.evals[-1])
 
     def save(self):
         arrays = {"theta": self.theta, "iteration": np.array(self.it), "history": self.history,

@@ -73,8 +73,8 @@ def test_every_run_is_scored_on_the_same_test_tasks():
     curves = combinations.train(net, small(iterations=2, eval_every=2, eval_tasks=6, seed=5), train_pool, test_pool,
                                 progress=False)
     for r in (0, 6):                                   # one run alone scores what it scored among all ten
-        alone = fewshot.task_scores(net, curves.theta[r], test_pool, stream(5, "evaluation tasks"), tasks=6, ways=5,
-                                    shots=5, lr=0.03, inner_iters=5, batch_size=25, inner="sgd")
+        alone = fewshot.task_scores(net, curves.theta[r], test_pool, stream(5, "evaluation tasks"),
+                                    fewshot.Protocol(5, 5, 0.03, inner_iters=5, batch_size=25, inner="sgd"), 6)
         np.testing.assert_allclose(alone["non-transductive"][0], curves.hits[r], atol=1e-12)
     assert curves.ci.shape == curves.accuracy.shape == (1, 10)
 

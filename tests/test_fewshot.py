@@ -120,8 +120,8 @@ def test_evaluation_fine_tunes_to_well_above_chance():
     pool, _ = pool_of_patterns(classes=10, drawings=4)
     net = mr.omniglot_net(ways=5, width=8, blocks=2, image_size=8)
     theta = net.init(np.random.default_rng(0))
-    scores = fewshot.evaluate(net, theta, pool, np.random.default_rng(3), tasks=40, ways=5, shots=1,
-                              lr=0.01, inner_iters=20, batch_size=5, chunk=20)
+    protocol = fewshot.Protocol(ways=5, shots=1, lr=0.01, inner_iters=20, batch_size=5)
+    scores = fewshot.evaluate(net, theta, pool, np.random.default_rng(3), protocol, 40, chunk=20)
     for mode, (accuracy, ci) in scores.items():
         assert accuracy > 0.6 and 0 <= ci < 0.2, (mode, accuracy)
 
@@ -159,10 +159,10 @@ def test_evaluating_several_models_at_once_equals_one_at_a_time():
     pool, _ = pool_of_patterns(classes=10, drawings=4)
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     thetas = np.stack([net.init(np.random.default_rng(s)) for s in range(3)])
-    kwargs = dict(tasks=6, ways=5, shots=1, lr=0.01, inner_iters=3, batch_size=5, inner="sgd", chunk=6)
-    together = fewshot.evaluate(net, thetas, pool, np.random.default_rng(4), **kwargs)
+    protocol = fewshot.Protocol(ways=5, shots=1, lr=0.01, inner_iters=3, batch_size=5, inner="sgd")
+    together = fewshot.evaluate(net, thetas, pool, np.random.default_rng(4), protocol, 6, chunk=6)
     for r in range(3):
-        alone = fewshot.evaluate(net, thetas[r], pool, np.random.default_rng(4), **kwargs)   # the same tasks
+        alone = fewshot.evaluate(net, thetas[r], pool, np.random.default_rng(4), protocol, 6, chunk=6)   # the same tasks
         for mode in together:
             np.testing.assert_allclose(together[mode][0][r], alone[mode][0])
 
@@ -178,8 +178,13 @@ def test_evaluation_chunks_shrink_with_ways_and_shots_so_20_way_5_shot_fits_in_m
     pool = fewshot.ClassPool(np.random.default_rng(0).random((20, 6, 8, 8)))
     net = mr.omniglot_net(20, width=2, blocks=2, image_size=8)
     theta = net.init(np.random.default_rng(0))
-    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), tasks=7, ways=20, shots=5, inner_iters=1)
+    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), fewshot.Protocol(ways=20, shots=5, inner_iters=1), 7)
     assert sizes == [3, 3, 1]                     # 6,500 // (20 x 101) = 3 tasks per chunk
     sizes.clear()
-    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), tasks=60, ways=5, shots=5, inner_iters=1)
+    fewshot.evaluate(net, theta, pool, np.random.default_rng(0), fewshot.Protocol(ways=5, shots=5, inner_iters=1), 60)
     assert sizes == [50, 10]                      # 5-way 5-shot: 50, as before
+
+
+def test_a_protocol_refuses_an_unknown_inner_optimizer():
+    with pytest.raises(ValueError, match="inner must be 'adam' or 'sgd', got 'rmsprop'"):
+        fewshot.Protocol(inner="rmsprop")

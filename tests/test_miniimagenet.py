@@ -205,10 +205,10 @@ def test_workers_map_the_cache_file_instead_of_copying_the_images(layouts, tmp_p
     pools = miniimagenet.pools(layouts["folders"], cache=tmp_path)
     net = mr.miniimagenet_net(3, width=4, image_size=84)
     theta = net.init(np.random.default_rng(0), dtype=np.float32)
-    settings = dict(tasks=4, ways=3, shots=1, inner_iters=2, batch_size=3)
-    alone = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), **settings)
+    protocol = fewshot.Protocol(ways=3, shots=1, inner_iters=2, batch_size=3)
+    alone = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), protocol, 4)
     with Workers.local(2, threads=1) as workers:
-        together = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), workers=workers, **settings)
+        together = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), protocol, 4, workers=workers)
         (_, path, _), _ = workers.share(pools.test)
         copied = os.listdir(workers._folder)
     assert path == pools.test.path and copied == []                         # nothing copied

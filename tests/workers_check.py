@@ -30,8 +30,8 @@ def train(pools, method, tail, workers=None, **loop):
 
 
 def scores(pools, theta, workers=None):
-    result = fewshot.evaluate(mr.omniglot_net(5), theta, pools.test, np.random.default_rng(3), tasks=12,
-                              inner_iters=5, chunk=4, workers=workers)
+    result = fewshot.evaluate(mr.omniglot_net(5), theta, pools.test, np.random.default_rng(3),
+                              fewshot.Protocol(inner_iters=5), 12, chunk=4, workers=workers)
     return {mode: acc for mode, (acc, _) in result.items()}
 
 

@@ -84,9 +84,9 @@ class FewShotConfig:
                            seed=self.seed, checkpoint_every=self.checkpoint_every, eval_every=self.eval_every)
 
     def evaluation(self, shots=None):
-        """The keyword arguments of ``fewshot.evaluate`` for this configuration."""
-        return dict(ways=self.ways, shots=shots or self.shots, lr=self.inner_lr, inner_iters=self.eval_iters,
-                    batch_size=self.eval_batch, inner=self.inner)
+        """How this configuration scores a test task (a ``fewshot.Protocol``), with ``shots`` or --shots."""
+        return fewshot.Protocol(self.ways, shots or self.shots, self.inner_lr, self.eval_iters, self.eval_batch,
+                                self.inner)
 
     def check_data(self, train_pool, test_pool, curve_pool=None):
         """Refuse ways and shots that the pools cannot supply (before any work)."""
@@ -138,56 +138,56 @@ class EvalConfig:
         check_step("inner_lr", self.inner_lr)
 
     def evaluation(self, shots=None):
-        return dict(ways=self.ways, shots=shots or self.shots[0], lr=self.inner_lr,
-                    inner_iters=self.eval_iters, batch_size=self.eval_batch, inner=self.inner)
+        """How this configuration scores a test task (a ``fewshot.Protocol``); ``ways`` must be known."""
+        return fewshot.Protocol(self.ways, shots or self.shots[0], self.inner_lr, self.eval_iters, self.eval_batch,
+                                self.inner)
 
 
 def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, experiment=None,
-          progress=True, desc=None, workers=None):
+          progress=True, desc=None, workers=None, report=None):
     """Meta-train ``net`` from a fresh float32 initialization; returns the TrainResult.
 
     Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` tasks of ``curve_pool``
     (the test classes, or validation classes where the data has them) are scored, always the same
     ones, for the learning curve. ``workers`` (``workers.Workers``) spreads the task slots of
-    training and the tasks of evaluation over processes or a cluster.
+    training and the tasks of evaluation over processes or a cluster. ``report`` goes to ``meta_train``.
     """
     sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
                                       config.inner_iters, config.meta_batch,
                                       tail_shots=1 if config.tail else None)
 
     def periodic(theta):
-        scores = fewshot.evaluate(net, theta, curve_pool, stream(config.seed, "evaluation tasks"), tasks=config.eval_tasks_during,
-                                  progress=progress, desc="evaluating", workers=workers,
-                                  **config.evaluation())
+        scores = fewshot.evaluate(net, theta, curve_pool, stream(config.seed, "evaluation tasks"), config.evaluation(),
+                                  config.eval_tasks_during, progress=progress, desc="evaluating", workers=workers)
         return {mode: accuracy for mode, (accuracy, _) in scores.items()}
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
                       checkpoint=checkpoint, resume=resume, evaluate=periodic, experiment=experiment,
-                      progress=progress, workers=workers,
+                      progress=progress, workers=workers, report=report,
                       desc=desc or f"{config.ways}-way {config.shots}-shot {config.method}")
 
 
-def final_evaluation(net, theta, test_pool, inner_state, evaluation, tasks, seed, progress=True,
+def final_evaluation(net, theta, test_pool, inner_state, protocol, tasks, seed, progress=True,
                      workers=None, shots=None):
     """{name: {mode: {"accuracy", "ci95"}}} on ``tasks`` test tasks (the run ``seed``'s final test tasks,
     the same for every row): for the inner Adam, with the
     carried-over state (only when one is given) and with a fresh state; for SGD, one row. With
     several ``shots`` (support images per class), a row of each for each, named "K-shot, ..."."""
-    if evaluation["inner"] == "sgd":
+    if protocol.inner == "sgd":
         states = {"SGD": None}
     else:
         states = {"fresh Adam state": None}
         if inner_state is not None:
             states = {"carried-over Adam state": inner_state.mean_over_tasks()} | states
-    shots = tuple(shots or (evaluation["shots"],))
+    shots = tuple(shots or (protocol.shots,))
     final = {}
     for k in shots:
         for name, state in states.items():
             row = f"{k}-shot, {name}" if len(shots) > 1 else name
-            scores = fewshot.evaluate(net, theta, test_pool, stream(seed, "final test tasks"), tasks=tasks,
-                                      state=state, progress=progress, desc=f"final evaluation, {row}",
-                                      workers=workers, **(evaluation | {"shots": k}))
+            scores = fewshot.evaluate(net, theta, test_pool, stream(seed, "final test tasks"),
+                                      dataclasses.replace(protocol, shots=k), tasks, state=state, progress=progress,
+                                      desc=f"final evaluation, {row}", workers=workers)
             final[row] = {mode: {"accuracy": acc, "ci95": ci} for mode, (acc, ci) in scores.items()}
     return final
 

@@ -216,11 +216,26 @@ def predict(net, phi, support, queries, transductive):
     return logits[:, -1].reshape(T, Q, -1)
 
 
-def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
-             batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation",
-             workers=None):
-    """Accuracy on ``tasks`` held-out tasks: fine-tune from theta on the support set (the
-    inner Adam, or plain SGD), then classify one query per class.
+@dataclass(frozen=True)
+class Protocol:
+    """How a test task is scored: ``ways``-way ``shots``-shot; theta is fine-tuned on the support set
+    by ``inner`` ("adam", the paper's, or plain "sgd") for ``inner_iters`` steps of step size ``lr`` on
+    minibatches of ``batch_size`` support images, then one query per class is classified."""
+    ways: int = 5
+    shots: int = 1
+    lr: float = 0.001
+    inner_iters: int = 50
+    batch_size: int = 5
+    inner: str = "adam"
+
+    def __post_init__(self):
+        if self.inner not in ("adam", "sgd"):
+            raise ValueError(f"inner must be 'adam' or 'sgd', got {self.inner!r}")
+
+
+def evaluate(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
+             desc="evaluation", workers=None, chunk=50):
+    """Accuracy on ``tasks`` held-out tasks of ``pool``, each scored as ``protocol`` (a Protocol) says.
 
     ``theta`` (P,), or (R, P) for R models scored on the same tasks and minibatches (all
     R x tasks adaptations run together on the task axis). ``state``: the inner Adam state
@@ -230,41 +245,39 @@ def evaluate(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner
     ``progress`` shows a bar over the tasks (it disappears when done). ``workers`` (a
     ``workers.Workers``) scores the chunks of tasks in parallel: the driver draws every
     task here, so the tasks and the scores do not depend on how many workers there are.
+    ``chunk``: tasks drawn at a time (at most; fewer for large tasks); it decides which tasks ``rng`` gives.
     """
-    hits = task_scores(net, theta, pool, rng, tasks, ways, shots, lr, inner_iters, batch_size, inner, state,
-                       chunk, progress, desc, workers)
+    hits = task_scores(net, theta, pool, rng, protocol, tasks, state=state, progress=progress, desc=desc,
+                       workers=workers, chunk=chunk)
     results = {mode: mean_ci(values) for mode, values in hits.items()}
     if np.ndim(theta) == 1:
         results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
     return results
 
 
-def task_scores(net, theta, pool, rng, tasks=1000, ways=5, shots=1, lr=0.001, inner_iters=50,
-                batch_size=5, inner="adam", state=None, chunk=50, progress=False, desc="evaluation",
-                workers=None):
+def task_scores(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
+                desc="evaluation", workers=None, chunk=50):
     """``evaluate``'s scores task by task: {mode: (R, tasks)}, the fraction of each task's queries
     that each of the R models (R = 1 for theta (P,)) gets right. Models scored together are scored
     on the same tasks, so their differences are paired (see ``paired_difference``)."""
-    if inner not in ("adam", "sgd"):
-        raise ValueError(f"inner must be 'adam' or 'sgd', got {inner!r}")
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
         raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
-    thetas = np.atleast_2d(theta)                                           # (R, P)
+    p, thetas = protocol, np.atleast_2d(theta)                              # (R, P)
     # A chunk's non-transductive predictions run ways x (ways x shots + 1) images per task and model;
     # at most as many as 50 tasks of 5-way 5-shot (6,500), so that 20-way 5-shot fits in memory too.
     # Tasks are drawn in chunks that do not depend on the number of models R, so R models scored
     # together meet the same tasks as each scored alone; each chunk is then scored in R-fold smaller parts.
-    drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (ways * (ways * shots + 1))))
+    drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (p.ways * (p.ways * p.shots + 1))))
     part = max(1, drawn // len(thetas))
 
     def plans():                                     # every task, drawn here in order, chunk by chunk as
         for start in range(0, tasks, drawn):         # the scoring goes (a million tasks are not drawn up front)
             T = min(drawn, tasks - start)
-            classes, drawings = pool.draw(rng, T, ways, shots + 1)
+            classes, drawings = pool.draw(rng, T, p.ways, p.shots + 1)
             plan = {"classes": classes, "drawings": drawings,
-                    "order": cycle_order(rng, T, ways * shots, batch_size, inner_iters)}
+                    "order": cycle_order(rng, T, p.ways * p.shots, p.batch_size, p.inner_iters)}
             yield from ({name: a[s:s + part] for name, a in plan.items()} for s in range(0, T, part))
-    adapt = dict(lr=lr, inner=inner, state=state)
+    adapt = dict(lr=p.lr, inner=p.inner, state=state)
     scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans()) if workers is None
               else workers.score(score_tasks, net, thetas, pool, plans(), **adapt))
     correct = {"transductive": [], "non-transductive": []}
