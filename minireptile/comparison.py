@@ -201,15 +201,85 @@ def train_method(net, method, config, train_pool, test_pool, checkpoint=None, re
                       desc=f"{LABELS[method]}", workers=workers, read_evaluation=Point.from_dict)
 
 
-def _curve(evals, at_init):
-    """The learning curve (from the initial theta's ``at_init``) and the variance statistics, out of
-    meta_train's evaluations (Points), as the JSON holds them."""
-    points = [(0, 0.0, at_init)] + [(e.iteration, e.train_seconds, e.value.held_out) for e in evals]
-    curve = [{"iteration": it, "train_seconds": seconds} | {k: dataclasses.asdict(h) for k, h in held.items()}
-             for it, seconds, held in points]
-    spread = [{"iteration": e.iteration, "statistics": {m: variance.corrected(s) for m, s in e.value.variance.items()}}
-              for e in evals]
-    return curve, spread
+@dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """A point of a learning curve: held-out accuracy ({"K-shot": HeldOut}) after ``iteration``
+    outer iterations and ``train_seconds`` of training (evaluations excluded)."""
+    iteration: int
+    train_seconds: float
+    held_out: dict
+
+    def to_dict(self):
+        return {"iteration": self.iteration, "train_seconds": self.train_seconds} | {
+            k: dataclasses.asdict(h) for k, h in self.held_out.items()}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["iteration"], d["train_seconds"], {k: HeldOut(**v) for k, v in d.items() if k.endswith("-shot")})
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodResult:
+    """One method's run: its final scores on the test tasks ({"K-shot": {mode: {"accuracy", "ci95"}}}),
+    its learning curve, the update statistics of every method at its theta along the way
+    ([{"iteration", "statistics": {method: {statistic: value}}}]) and its per-task final scores."""
+    label: str
+    iterations: int
+    train_seconds: float
+    seconds_per_iteration: float
+    test_tasks: int
+    final: dict
+    curve: tuple                   # (CurvePoint, ...), from iteration 0
+    variance: tuple
+    task_scores: dict = None       # {"K-shot": {mode: [score per task]}}; None where they are not comparable
+
+    def to_dict(self):
+        d = dataclasses.asdict(self) | {"curve": [p.to_dict() for p in self.curve], "variance": list(self.variance)}
+        if self.task_scores is None:
+            del d["task_scores"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d | {"curve": tuple(CurvePoint.from_dict(p) for p in d["curve"]),
+                          "variance": tuple(d["variance"]), "task_scores": d.get("task_scores")})
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What ``run`` returns and method_comparison.json holds: the settings, every method's result,
+    the statistics of the updates at the initial theta, the paired differences against MAML
+    ({"K-shot": {mode: {"A - maml": {"mean", "ci95"}}}}) and the claims read from them."""
+    config: dict
+    split: str
+    paper_table_1: dict
+    variance_at_init: dict
+    methods: dict                  # {method: MethodResult}, in METHODS' order
+    paired: dict
+    claims: dict
+
+    def to_dict(self):
+        return dataclasses.asdict(self) | {"methods": {m: r.to_dict() for m, r in self.methods.items()}}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d | {"methods": {m: MethodResult.from_dict(r) for m, r in d["methods"].items()}})
+
+    def __str__(self):
+        return report(self)
+
+
+def _method_result(method, result, at_init, finals, config):
+    """A MethodResult from meta_train's TrainResult (its evaluations are Points) and the final scores."""
+    curve = (CurvePoint(0, 0.0, at_init),) + tuple(CurvePoint(e.iteration, e.train_seconds, e.value.held_out)
+                                                   for e in result.evals)
+    spread = tuple({"iteration": e.iteration, "statistics": {m: variance.corrected(s) for m, s in e.value.variance.items()}}
+                   for e in result.evals)
+    last = result.evals[-1].train_seconds if result.evals else result.seconds
+    final = {k: {mode: dict(zip(("accuracy", "ci95"), map(float, fewshot.mean_ci(h[0])))) for mode, h in scores.items()}
+             for k, scores in finals.items()}
+    return MethodResult(LABELS[method], config.iterations, last, last / config.iterations, config.eval_tasks, final,
+                        curve, spread, {k: {mode: h[0].tolist() for mode, h in scores.items()} for k, scores in finals.items()})
 
 
 #: the files run writes into its folder (and a checkpoint per method under checkpoints/)
@@ -222,91 +292,74 @@ def checkpoint_names(config):
 
 def run(config, train_pool, test_pool, out, split="", resume=False, progress=True, workers=None):
     """The comparison into the folder ``out``: method_comparison.json and .png, and a resumable
-    checkpoint per method under ``checkpoints/``. Returns the results (the JSON's content)."""
+    checkpoint per method under ``checkpoints/``. Returns the Comparison."""
     from . import plots
     out = as_folder(out)
     net = omniglot_net(config.ways)
     theta0 = net.init(stream(config.seed, "initialization"), dtype=np.float32)
-    results = {"config": to_dict(config), "split": split, "paper_table_1": PAPER,
-               "variance_at_init": update_variance(net, theta0, train_pool, config), "methods": {}}
     at_init = held_out(net, theta0, test_pool, config, progress, workers)
-    kept = _kept_methods(out, config) if resume else {}        # --resume --methods A: B's results stay
-    hits = {(m, int(k.split("-")[0])): {mode: np.array([h]) for mode, h in modes.items()}
-            for m, r in kept.items() for k, modes in r.get("task_scores", {}).items()}
+    methods = _kept_methods(out, config) if resume else {}       # --resume --methods A: B's results stay
     for method in config.methods:
         result = train_method(net, method, config, train_pool, test_pool, out.file(f"checkpoints/{method}.npz"),
                               resume, progress, workers)
-        final = {}
-        for k in config.shots:
-            scores = fewshot.task_scores(net, result.theta, test_pool, stream(config.seed, "final test tasks"),
-                                         config.evaluation(k), config.eval_tasks, progress=progress,
-                                         desc=f"final {k}-shot", workers=workers)
-            hits[method, k] = scores
-            final[f"{k}-shot"] = {mode: dict(zip(("accuracy", "ci95"), map(float, fewshot.mean_ci(h[0]))))
-                                  for mode, h in scores.items()}
-        curve, spread = _curve(result.evals, at_init)
-        last = result.evals[-1].train_seconds if result.evals else result.seconds
-        results["methods"][method] = {
-            "label": LABELS[method], "iterations": config.iterations, "train_seconds": last,
-            "seconds_per_iteration": last / config.iterations,
-            "test_tasks": config.eval_tasks, "final": final, "curve": curve, "variance": spread,
-            "task_scores": {f"{k}-shot": {mode: hits[method, k][mode][0] for mode in hits[method, k]}
-                            for k in config.shots}}
-    order = [m for m in METHODS if m in results["methods"] or m in kept]
-    results["methods"] = {m: results["methods"].get(m) or kept[m] for m in order}
-    paired = tuple(m for m in order if all((m, k) in hits for k in config.shots))
-    results["paired"] = paired_differences(hits, dataclasses.replace(config, methods=paired))
-    results["claims"] = claims(results)
-    write_json(out.file("method_comparison.json"), results)
+        finals = {f"{k}-shot": fewshot.task_scores(net, result.theta, test_pool, stream(config.seed, "final test tasks"),
+                                                   config.evaluation(k), config.eval_tasks, progress=progress,
+                                                   desc=f"final {k}-shot", workers=workers) for k in config.shots}
+        methods[method] = _method_result(method, result, at_init, finals, config)
+    methods = {m: methods[m] for m in METHODS if m in methods}
+    paired = paired_differences(methods, config)
+    results = Comparison(to_dict(config), split, PAPER, update_variance(net, theta0, train_pool, config), methods,
+                         paired, {})
+    results = dataclasses.replace(results, claims=claims(results))
+    write_json(out.file("method_comparison.json"), results.to_dict())
     plots.method_comparison(results, out.file("method_comparison.png"))
     return results
 
 
 def _kept_methods(out, config):
-    """The results of the methods that an earlier run of this comparison in ``out`` holds and this
+    """The MethodResults of the methods that an earlier run of this comparison in ``out`` holds and this
     one does not train. Their per-task scores enter the paired differences only where they were
     scored on the same test tasks in the same way (every setting but ``methods`` the same)."""
     import json
     path = out.path / "method_comparison.json"
     if not path.is_file():
         return {}
-    earlier = json.loads(path.read_text())
-    same = all(earlier["config"].get(name) == value for name, value in to_dict(config).items() if name != "methods")
-    kept = {m: dict(r) for m, r in earlier["methods"].items() if m not in config.methods}
-    for r in kept.values():
-        if not same:
-            r.pop("task_scores", None)
-    return kept
+    earlier = Comparison.from_dict(json.loads(path.read_text()))
+    same = all(earlier.config.get(name) == value for name, value in to_dict(config).items() if name != "methods")
+    return {m: r if same else dataclasses.replace(r, task_scores=None)
+            for m, r in earlier.methods.items() if m not in config.methods}
 
 
-def paired_differences(hits, config):
-    """{"K-shot": {mode: {"A - B": {"mean", "ci95"}}}}: each method against MAML (or the last
-    method, without MAML), on the same final test tasks."""
-    methods = config.methods
-    reference = "maml" if "maml" in methods else methods[-1]
+def paired_differences(methods, config):
+    """{"K-shot": {mode: {"A - B": {"mean", "ci95"}}}}: each method against MAML (or the last method,
+    without MAML), on the same final test tasks; methods without comparable task scores are left out."""
+    scored = [m for m, r in methods.items() if r.task_scores is not None]
+    if not scored:
+        return {}
+    reference = "maml" if "maml" in scored else scored[-1]
     out = {}
     for k in config.shots:
         out[f"{k}-shot"] = {}
         for mode in ("non-transductive", "transductive"):
-            against = hits[reference, k][mode][0]                                  # (tasks,)
+            against = methods[reference].task_scores[f"{k}-shot"][mode]                  # (tasks,)
             out[f"{k}-shot"][mode] = {
                 f"{m} - {reference}": dict(zip(("mean", "ci95"), map(float, fewshot.paired_difference(
-                    hits[m, k][mode][0], against)))) for m in methods if m != reference}
+                    methods[m].task_scores[f"{k}-shot"][mode], against)))) for m in scored if m != reference}
     return out
 
 
 def report(results):
     """The final scores, the variance at the initial theta and each claim with what it was read from, as text."""
     from .report import points, table
-    rows = [[r["label"], f"{r['train_seconds']:.0f} s", k, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
-            for r in results["methods"].values() for k, modes in r["final"].items() for mode, v in modes.items()]
-    tasks = next(iter(results["methods"].values()))["test_tasks"] if results["methods"] else 0
-    init = results["variance_at_init"]
+    rows = [[r.label, f"{r.train_seconds:.0f} s", k, mode, f"{100 * v['accuracy']:.2f}% +- {100 * v['ci95']:.2f}"]
+            for r in results.methods.values() for k, modes in r.final.items() for mode, v in modes.items()]
+    tasks = next(iter(results.methods.values())).test_tasks if results.methods else 0
+    init = results.variance_at_init
     lines = [table(rows, ["method", "training", "shots", "mode", f"accuracy over {tasks} tasks"]),
-             f"updates at the initial theta, over {results['config']['variance_tasks']} tasks: " + "; ".join(
+             f"updates at the initial theta, over {results.config['variance_tasks']} tasks: " + "; ".join(
                  f"{LABELS[m]}: relative variance {s['relative_variance_corrected']:.2f} (bias-corrected), "
                  f"cosine to MAML {s.get('cosine', float('nan')):.2f}" for m, s in init.items())]
-    for claim, result in results["claims"].items():
+    for claim, result in results.claims.items():
         lines.append(f"{result['verdict']}: {claim}")
         for name, d in result.get("differences", {}).items():
             lines.append(f"    Reptile - MAML, {name}: {points(d)} points (paired)")
@@ -327,10 +380,10 @@ SIMILAR = 0.02
 
 def claims(results):
     """The post's two claims about Reptile and MAML, read from the results: {claim: {"verdict", ...}}."""
-    methods = results["methods"]
+    methods = results.methods
     out = {}
-    if "reptile" in methods and "maml" in methods:
-        rows = {f"{k} {mode}": d["reptile - maml"] for k, modes in results["paired"].items()
+    if "reptile" in methods and "maml" in methods and results.paired:
+        rows = {f"{k} {mode}": d["reptile - maml"] for k, modes in results.paired.items()
                 for mode, d in modes.items()}
         within = all(abs(d["mean"]) + d["ci95"] < SIMILAR for d in rows.values())
         apart = any(abs(d["mean"]) - d["ci95"] > SIMILAR for d in rows.values())
@@ -338,8 +391,8 @@ def claims(results):
             "verdict": "holds" if within else "does not hold" if apart else "undecided at this budget",
             "rule": f"every paired 95% interval of Reptile - MAML within +-{100 * SIMILAR:g} points",
             "differences": rows}
-    points = [(at, stats) for at, stats in [("init", results["variance_at_init"])] +
-              [(f"{m} at {v['iteration']}", v["statistics"]) for m, r in methods.items() for v in r["variance"]]]
+    points = [(at, stats) for at, stats in [("init", results.variance_at_init)] +
+              [(f"{m} at {v['iteration']}", v["statistics"]) for m, r in methods.items() for v in r.variance]]
     key = "relative_variance_corrected"
     unmeasured = [at for at, s in points if not np.isfinite(s["reptile"][key])]   # Reptile's own hidden
     points = [(at, s) for at, s in points if at not in unmeasured]
@@ -347,7 +400,7 @@ def claims(results):
     verdict = ("holds" if all(lower) else "does not hold" if not any(lower) else "holds at some points only")
     if len(points) < max(1, len(unmeasured)):
         verdict = (f"undecided: at {len(unmeasured)} of {len(points) + len(unmeasured)} points the noise of "
-                   f"{results.get('config', {}).get('variance_tasks', 'the')} variance tasks hides Reptile's expected "
+                   f"{results.config.get('variance_tasks', 'the')} variance tasks hides Reptile's expected "
                    "update (relative variance not finite); more --variance-tasks would decide it")
     out["Reptile's update has lower variance"] = {
         "verdict": verdict, "unmeasured_at": unmeasured,
@@ -356,7 +409,7 @@ def claims(results):
                 "checkpoint of every run",
         "lower_at": [at for (at, _), low in zip(points, lower) if low],
         "not_lower_at": [at for (at, _), low in zip(points, lower) if not low]}
-    if "reptile" in methods and "maml" in methods and methods["maml"]["curve"]:
+    if "reptile" in methods and "maml" in methods and methods["maml"].curve:
         out["Reptile converges faster (at equal training seconds)"] = faster(methods["reptile"], methods["maml"])
     return out
 
@@ -364,13 +417,14 @@ def claims(results):
 def faster(reptile, maml):
     """Reptile's accuracy against MAML's at the same training seconds (the shorter run's end,
     MAML's curve interpolated there), for the first evaluated shot count."""
-    shot = next(k for k in reptile["curve"][0] if k.endswith("-shot"))
-    curve = lambda r, key: np.array([p[shot][key] if key in p[shot] else p[key] for p in r["curve"]])
-    t_r, t_m = curve(reptile, "train_seconds"), curve(maml, "train_seconds")
+    shot = next(iter(reptile.curve[0].held_out))
+    seconds = lambda r: np.array([p.train_seconds for p in r.curve])
+    held = lambda r, field: np.array([getattr(p.held_out[shot], field) for p in r.curve])
+    t_r, t_m = seconds(reptile), seconds(maml)
     at = min(t_r[-1], t_m[-1])
-    acc = {name: float(np.interp(at, t, curve(r, "accuracy")))
+    acc = {name: float(np.interp(at, t, held(r, "accuracy")))
            for name, r, t in (("reptile", reptile, t_r), ("maml", maml, t_m))}
-    half = float(np.hypot(np.interp(at, t_r, curve(reptile, "ci95")), np.interp(at, t_m, curve(maml, "ci95"))))
+    half = float(np.hypot(np.interp(at, t_r, held(reptile, "ci95")), np.interp(at, t_m, held(maml, "ci95"))))
     difference = acc["reptile"] - acc["maml"]
     verdict = "holds" if difference > half else "does not hold" if difference < -half else "undecided at this budget"
     return {"verdict": verdict, "seconds": float(at), "shots": shot, "accuracy": acc,

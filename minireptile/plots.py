@@ -146,27 +146,26 @@ def joint_vs_reptile(sine_part, omni_part, path=None):
 
 
 def method_comparison(results, path=None):
-    """The comparison of methods (``comparison.run``'s results): held-out accuracy against outer
+    """The comparison of methods (``comparison.run``'s Comparison): held-out accuracy against outer
     iterations and against training seconds (each K-shot a line style, 95% bands), and each
     method's relative variance and cosine to MAML's mean update, measured along its own run."""
     fig, axes = _figure(2, 2, figsize=(12, 8.5))
     styles = ["-", "--", ":", "-."]
-    for (method, r), color in zip(results["methods"].items(), colormaps["tab10"].colors):
-        shots = [k for k in r["curve"][0] if k.endswith("-shot")] if r["curve"] else []
+    for (method, r), color in zip(results.methods.items(), colormaps["tab10"].colors):
+        shots = list(r.curve[0].held_out) if r.curve else []
         for k, style in zip(shots, styles):
-            acc = np.array([p[k]["accuracy"] for p in r["curve"]])
-            half = np.array([p[k]["ci95"] for p in r["curve"]])
-            for ax, x in ((axes[0, 0], [p["iteration"] for p in r["curve"]]),
-                          (axes[0, 1], [p["train_seconds"] for p in r["curve"]])):
-                ax.plot(x, acc, style, color=color, marker="o", ms=3, label=f"{r['label']}, {k}")
+            acc = np.array([p.held_out[k].accuracy for p in r.curve])
+            half = np.array([p.held_out[k].ci95 for p in r.curve])
+            for ax, x in ((axes[0, 0], [p.iteration for p in r.curve]), (axes[0, 1], [p.train_seconds for p in r.curve])):
+                ax.plot(x, acc, style, color=color, marker="o", ms=3, label=f"{r.label}, {k}")
                 ax.fill_between(x, acc - half, acc + half, color=color, alpha=0.12, lw=0)
-        its = [0] + [v["iteration"] for v in r["variance"]]
-        stats = [results["variance_at_init"]] + [v["statistics"] for v in r["variance"]]
+        its = [0] + [v["iteration"] for v in r.variance]
+        stats = [results.variance_at_init] + [v["statistics"] for v in r.variance]
         relative = np.array([s[method]["relative_variance_corrected"] for s in stats], dtype=float)
         relative[~np.isfinite(relative)] = np.nan                     # no expected update visible there
-        axes[1, 0].plot(its, relative, "o-", color=color, ms=3, label=r["label"])
+        axes[1, 0].plot(its, relative, "o-", color=color, ms=3, label=r.label)
         if all("cosine" in s[method] for s in stats):
-            axes[1, 1].plot(its, [s[method]["cosine"] for s in stats], "o-", color=color, ms=3, label=r["label"])
+            axes[1, 1].plot(its, [s[method]["cosine"] for s in stats], "o-", color=color, ms=3, label=r.label)
     titles = [("outer iteration", "held-out accuracy (non-transductive)", "accuracy by iteration"),
               ("training seconds (evaluations excluded)", "held-out accuracy (non-transductive)",
                "accuracy by compute"),

@@ -1,4 +1,5 @@
 """The compare command: Reptile, FOMAML (both tails) and exact MAML on one footing."""
+import dataclasses
 import json
 
 import numpy as np
@@ -114,14 +115,15 @@ def test_update_variance_measures_every_method_on_the_same_tasks():
 
 
 def results_for(differences, relative, curves):
-    """A results dict as run() writes it, with the given paired differences (reptile - maml),
-    relative variances {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]}."""
+    """A Comparison with the given paired differences (reptile - maml), relative variances
+    {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]}."""
     stats = {m: {"relative_variance_corrected": v} for m, v in relative.items()}
-    methods = {m: {"variance": [{"iteration": 10, "statistics": stats}],
-                   "curve": [{"iteration": i, "train_seconds": t, "1-shot": {"accuracy": a, "ci95": c}}
-                             for i, (t, a, c) in enumerate(curves[m])]} for m in ("reptile", "maml")}
+    held = lambda a, c: {"1-shot": comparison.HeldOut(a, c, a, c)}
+    methods = {m: comparison.MethodResult(m, 10, 0.0, 0.0, 10, {}, tuple(
+        comparison.CurvePoint(i, t, held(a, c)) for i, (t, a, c) in enumerate(curves[m])),
+        ({"iteration": 10, "statistics": stats},)) for m in ("reptile", "maml")}
     paired = {"1-shot": {"non-transductive": {"reptile - maml": {"mean": differences[0], "ci95": differences[1]}}}}
-    return {"methods": methods, "variance_at_init": stats, "paired": paired}
+    return comparison.Comparison({"variance_tasks": 100}, "", {}, stats, methods, paired, {})
 
 
 def test_claims_hold_fail_or_stay_undecided():
@@ -152,3 +154,12 @@ def test_a_point_reads_back_from_its_dict_and_from_the_flat_keys_of_older_checkp
     flat = {"1-shot": 0.5, "1-shot ci95": 0.1, "1-shot transductive": 0.6, "1-shot transductive ci95": 0.2,
             "variance/maml/norm": 2.0, "variance/reptile/norm": 1.0}
     assert comparison.Point.from_dict(flat) == point
+
+
+def test_a_comparison_reads_back_from_its_json():
+    results = results_for((0.001, 0.01), {"reptile": 1.0, "maml": 2.0},
+                          {"reptile": [(0, 0.2, 0.01), (10, 0.6, 0.02)], "maml": [(0, 0.2, 0.01), (20, 0.6, 0.02)]})
+    results = dataclasses.replace(results, claims=comparison.claims(results))
+    again = comparison.Comparison.from_dict(json.loads(json.dumps(results.to_dict())))
+    assert again == results and str(again) == comparison.report(results)
+    assert "holds: Reptile and MAML yield similar performance" in str(again)
