@@ -1,5 +1,6 @@
-"""The command line as a newcomer meets it: the real command in a subprocess, its exit status, its
-stderr (one line, no traceback) and what is left in the output folder afterwards."""
+"""The command line as a newcomer meets it: its exit status, its stderr (one line, no traceback) and
+what is left in the output folder afterwards. Refusals run ``main(argv)`` in this process; exit codes,
+Ctrl-C, SIGTERM, the umask and a finished run run the real command in a subprocess."""
 import dataclasses
 import json
 import os
@@ -68,9 +69,8 @@ TINY = ["--ways", 3, "--iterations", 4, "--train-shots", 3, "--meta-batch", 2, "
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     (["--resume"], "--resume: there is no checkpoint .*checkpoint.npz to continue"),
 ])
-def test_sine_refuses_bad_values_in_one_line(tmp_path, env, args, match):
-    result = run(["sine", "--out", tmp_path / "out", *args], tmp_path, env)
-    assert __import__("re").search(match, one_line_error(result))
+def test_sine_refuses_bad_values_in_one_line(tmp_path, refused, args, match):
+    assert __import__("re").search(match, refused(["sine", "--out", tmp_path / "out", *args]))
     assert not (tmp_path / "out").exists()
 
 
@@ -90,18 +90,18 @@ def test_sine_refuses_bad_values_in_one_line(tmp_path, env, args, match):
     (["--test-alphabets", "Z"], r"--test-alphabets must be alphabets of the data \(A, B, C\), got Z"),
     (["--test-alphabets", "A", "B", "C"], "--test-alphabets must be a part of the alphabets"),
 ])
-def test_omniglot_refuses_bad_values_before_training(tmp_path, env, data, args, match):
-    result = run(["omniglot", "--data", data, "--out", tmp_path / "out", *TINY, *args], tmp_path, env)
-    assert __import__("re").search(match, one_line_error(result))
+def test_omniglot_refuses_bad_values_before_training(tmp_path, refused, data, args, match):
+    assert __import__("re").search(match, refused(["omniglot", "--data", data, "--out", tmp_path / "out",
+                                                              *TINY, *args]))
     assert not (tmp_path / "out").exists()
 
 
-def test_omniglot_refuses_missing_and_foreign_data(tmp_path, env):
-    message = one_line_error(run(["omniglot", "--data", tmp_path / "nowhere", *TINY], tmp_path, env))
+def test_omniglot_refuses_missing_and_foreign_data(tmp_path, refused):
+    message = refused(["omniglot", "--data", tmp_path / "nowhere", *TINY])
     assert "--data " in message and "nowhere does not exist" in message
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
-    message = one_line_error(run(["omniglot", "--data", tmp_path / "photos", *TINY], tmp_path, env))
+    message = refused(["omniglot", "--data", tmp_path / "photos", *TINY])
     assert "--data " in message and "holds none of the Omniglot sets" in message
     assert not (tmp_path / "runs").exists()
 
@@ -274,14 +274,14 @@ def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_pat
     (lambda p: np.savez(p, theta=np.zeros(4353)), "records no configuration \\(a bare theta\\): give --ways"),
     (lambda p: np.savez(p, theta=np.zeros(mr.omniglot_net(5).num_params, np.float32)), None),
 ])
-def test_omniglot_eval_refuses_missing_and_foreign_checkpoints(tmp_path, env, data, make, match):
+def test_omniglot_eval_refuses_missing_and_foreign_checkpoints(tmp_path, refused, data, make, match):
     path = tmp_path / "missing.npz"
     make(path)
     args = ["omniglot-eval", "--data", data, "--checkpoint", path, "--eval-tasks", 2, "--quiet"]
     if match is None:                     # a bare 5-way theta said to be a 3-way net
         match = "holds 113221 parameters, not those of an Omniglot 3-way net \\(112707\\)"
         args += ["--ways", 3]
-    message = one_line_error(run(args, tmp_path, env))
+    message = refused(args)
     assert __import__("re").search(match, message), message
     assert "allow_pickle" not in message
 
@@ -292,10 +292,10 @@ def test_omniglot_eval_takes_the_net_from_the_checkpoints_configuration(tmp_path
     assert capsys.readouterr().err.strip() == f"error: --ways must be 3: {out / 'theta.npz'} is a 3-way net, got 5"
 
 
-def test_omniglot_eval_refuses_zero_tasks(tmp_path, env, trained, data):
+def test_omniglot_eval_refuses_zero_tasks(tmp_path, refused, trained, data):
     out, _ = trained
-    message = one_line_error(run(["omniglot-eval", "--data", data, "--checkpoint", out / "theta.npz",
-                                  "--eval-tasks", 0], tmp_path, env))
+    message = refused(["omniglot-eval", "--data", data, "--checkpoint", out / "theta.npz",
+                                  "--eval-tasks", 0])
     assert "--eval-tasks must be an integer of at least 1, got 0" in message
 
 
@@ -312,17 +312,17 @@ def test_omniglot_eval_refuses_zero_tasks(tmp_path, env, trained, data):
     (["demo", "--port", 70000], "--port must be from 0 to 65535"),
     (["demo", "--checkpoint", "nothing.npz"], "nothing.npz does not exist"),
 ])
-def test_other_commands_refuse_bad_values(tmp_path, env, data, args, match):
+def test_other_commands_refuse_bad_values(tmp_path, refused, data, args, match):
     if args[0] != "demo":
         args = args[:1] + ["--data", data] + args[1:]
-    message = one_line_error(run(args, tmp_path, env))
+    message = refused(args)
     assert __import__("re").search(match, message), message
     assert not (tmp_path / "runs").exists()
 
 
-def test_an_out_that_is_a_file_is_refused(tmp_path, env):
+def test_an_out_that_is_a_file_is_refused(tmp_path, refused):
     (tmp_path / "taken").write_text("mine")
-    message = one_line_error(run(["taylor", "--smoke", "--out", tmp_path / "taken"], tmp_path, env))
+    message = refused(["taylor", "--smoke", "--out", tmp_path / "taken"])
     assert "is a file: give a folder" in message and (tmp_path / "taken").read_text() == "mine"
 
 

@@ -129,9 +129,10 @@ def test_inner_adam_follows_the_formula_and_carries_state():
     net, theta, batches, loss = sine_problem(rng, 2)
     phi, steps, state = inner_adam(net, theta, batches, 0.001, loss)
     g1 = net.loss_and_grad(theta, *batches[0], loss)[1]
-    v1 = 0.001 * g1 * g1                                       # beta2 = 0.999, fresh state
-    expected = 0.001 * np.sqrt(1 - 0.999) * g1 / (np.sqrt(v1) + 1e-8)
-    np.testing.assert_allclose(steps[0], expected, rtol=1e-10)
+    big = np.abs(g1) > 1e-2                                    # where eps = 1e-8 is negligible
+    assert big.mean() > 0.5
+    # a fresh Adam's first step (bias-corrected, beta1 = 0) is lr sign(g): scale-free
+    np.testing.assert_allclose(steps[0][big], 0.001 * np.sign(g1[big]), rtol=1e-3)
     np.testing.assert_allclose(phi, theta - steps.sum(axis=0), rtol=1e-12, atol=1e-15)
     assert state.t == 2
     _, _, state2 = inner_adam(net, theta, batches, 0.001, loss, state=state)

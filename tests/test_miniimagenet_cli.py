@@ -10,7 +10,6 @@ import pytest
 from miniimagenet_tree import dataset, write_csv, write_folders
 from test_cli import one_line_error, run
 
-pytestmark = pytest.mark.slow               # every test builds a cache and runs the command in a subprocess
 
 TINY = ["--ways", 2, "--iterations", 4, "--train-shots", 3, "--meta-batch", 2, "--inner-iters", 2,
         "--inner-batch", 4, "--eval-every", 2, "--eval-tasks", 4, "--eval-tasks-during", 2, "--eval-iters", 2,
@@ -39,6 +38,7 @@ def trained(tmp_path_factory, data):
     return out, result, environment
 
 
+@pytest.mark.slow                 # a subprocess, or the trained run
 def test_training_writes_the_run_and_evaluates_each_final_shot(trained):
     out, result, _ = trained
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "learning_curve.png", "results.json",
@@ -60,6 +60,7 @@ def test_the_defaults_are_the_papers():
     assert MiniImageNetEvalConfig().shots == (1, 5)
 
 
+@pytest.mark.slow                 # a subprocess, or the trained run
 def test_eval_scores_a_trained_theta_on_test_or_validation_classes(trained, data, tmp_path):
     out, _, environment = trained
     result = run(["miniimagenet-eval", "--data", data, "--checkpoint", out / "checkpoint.npz", "--shots", 1, 2,
@@ -71,6 +72,7 @@ def test_eval_scores_a_trained_theta_on_test_or_validation_classes(trained, data
     assert set(scores["final"]) == {f"{k}-shot, {s} Adam state" for k in (1, 2) for s in ("carried-over", "fresh")}
 
 
+@pytest.mark.slow                 # a subprocess, or the trained run
 def test_a_csv_layout_trains_too(tmp_path, env):
     root = write_csv(tmp_path / "csv", dataset(splits=(("train", 3), ("test", 2))))
     result = run(["miniimagenet", "--data", root, "--out", tmp_path / "out", *TINY, "--iterations", 2,
@@ -91,26 +93,27 @@ def test_a_csv_layout_trains_too(tmp_path, env):
     (["--final-shots", "five"], r"argument --final-shots: invalid int value: 'five'"),
     (["--inner-lr", -1], r"--inner-lr must be a number above 0, got -1.0"),
 ])
-def test_bad_values_are_refused_in_one_line_and_nothing_is_written(tmp_path, env, data, args, match):
+def test_bad_values_are_refused_in_one_line_and_nothing_is_written(tmp_path, refused, data, args, match):
     out = tmp_path / "out"
-    result = run(["miniimagenet", "--data", data, "--out", out, *TINY, *args], tmp_path, env)
-    assert re.search(match, one_line_error(result)), result.stderr
+    message = refused(["miniimagenet", "--data", data, "--out", out, *TINY, *args])
+    assert re.search(match, message), message
     assert not out.exists()
 
 
-def test_missing_and_foreign_data_are_refused(tmp_path, env):
-    message = one_line_error(run(["miniimagenet", "--data", tmp_path / "nowhere", "--quiet"], tmp_path, env))
+def test_missing_and_foreign_data_are_refused(tmp_path, refused):
+    message = refused(["miniimagenet", "--data", tmp_path / "nowhere", "--quiet"])
     assert message == f"error: --data {tmp_path / 'nowhere'}: data folder {tmp_path / 'nowhere'} does not exist"
     (tmp_path / "a-file").write_text("hello")
-    message = one_line_error(run(["miniimagenet", "--data", tmp_path / "a-file", "--quiet"], tmp_path, env))
+    message = refused(["miniimagenet", "--data", tmp_path / "a-file", "--quiet"])
     assert message.endswith(f"data folder {tmp_path / 'a-file'} is a file, not a folder")
     (tmp_path / "foreign" / "train").mkdir(parents=True)
     (tmp_path / "foreign" / "notes.txt").write_text("hello")
-    message = one_line_error(run(["miniimagenet", "--data", tmp_path / "foreign", "--quiet"], tmp_path, env))
+    message = refused(["miniimagenet", "--data", tmp_path / "foreign", "--quiet"])
     assert "holds no Mini-ImageNet train and test split" in message
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow                 # a subprocess, or the trained run
 def test_eval_refuses_a_checkpoint_of_another_net_and_a_missing_split(tmp_path, env, trained):
     import minireptile as mr
     from minireptile.train import save_checkpoint
@@ -127,6 +130,7 @@ def test_eval_refuses_a_checkpoint_of_another_net_and_a_missing_split(tmp_path, 
     assert "--shots must be an integer from 1 to 5" in message
 
 
+@pytest.mark.slow                 # a subprocess, or the trained run
 def test_a_corrupt_image_is_one_line_naming_it_and_leaves_no_cache(tmp_path, env):
     root = write_folders(tmp_path / "data", dataset(splits=(("train", 3), ("test", 2))))
     bad = root / "test" / "n00000004" / "n00000004_0002.JPEG"
