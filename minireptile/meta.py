@@ -19,9 +19,6 @@ import numpy as np
 
 from .inner import check_inner, run_adam, run_sgd
 
-METHODS = ("reptile", "fomaml", "joint", "maml")
-
-
 def combination_weights(method, k):
     """The weights (w_1, ..., w_k) that a first-order method puts on g_1..g_k."""
     if isinstance(method, str):
@@ -132,6 +129,9 @@ def maml_gradient(net, theta, batches, lr, loss):
 
 #: The update rules by name; meta_direction picks one (a length-k array of weights: ``weighted``).
 UPDATES = {"reptile": reptile, "fomaml": fomaml, "joint": joint, "maml": maml}
+
+#: The one list of method names; every configuration's choices come from it.
+METHODS = tuple(UPDATES)
 
 
 def linear_schedule(start, end, iteration, iterations):
