@@ -21,7 +21,7 @@ from .config import ConfigError, check_choice, check_int, check_step, option, to
 from .losses import softmax_cross_entropy
 from .seeds import stream
 from .tasks.fewshot import Protocol, flatten_task, mean_ci, paired_difference, task_scores
-from .train import TrainConfig, meta_train
+from .train import Scoring, TrainConfig, meta_train
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
 RUNS = [
@@ -89,7 +89,7 @@ def train(net, config, pool, test_pool, *, progress=True, workers=None, update=N
         results.append(meta_train(
             net, theta0, lambda rng: shared_minibatches(pool, rng, k=len(weights)), softmax_cross_entropy,
             train_config, checkpoint=None if checkpoints is None else f"{checkpoints}/{_file_name(name)}.npz", resume=resume,
-            evaluate=score, read_evaluation=read, experiment={"combinations": to_dict(config), "run": name},
+            evaluate=Scoring(score, read), experiment={"combinations": to_dict(config), "run": name},
             progress=progress, desc=name, update=rule))
     return _curves(config, results, float(first), time.perf_counter() - began)
 

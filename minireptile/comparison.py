@@ -27,7 +27,7 @@ from .models import omniglot_net
 from .outputs import as_folder, write_json
 from .seeds import stream
 from .tasks import fewshot
-from .train import TrainConfig, meta_train
+from .train import Scoring, TrainConfig, meta_train
 
 #: name: (meta_gradient's method, the FOMAML tail or None), and how figures and tables label it
 METHODS = {"reptile": ("reptile", None), "fomaml-shared": ("fomaml", "shared"),
@@ -196,9 +196,9 @@ def train_method(net, method, config, train_pool, test_pool, checkpoint=None, re
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
-                      config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=periodic,
+                      config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=Scoring(periodic, Point.from_dict),
                       experiment={"comparison": to_dict(config), "method": method}, progress=progress,
-                      desc=f"{LABELS[method]}", workers=workers, read_evaluation=Point.from_dict)
+                      desc=f"{LABELS[method]}", workers=workers)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from .models import omniglot_net, sine_mlp
 from .seeds import stream
 from .tasks import experiment, fewshot, sine
 from .tasks.omniglot import OmniglotConfig
+from .train import Scoring
 
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
 
@@ -107,7 +108,7 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
     x = sine.SineTasks().x_all[:, None]
     for k in ks:
         config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[k], seed=seed)
-        _, result = sine.train(config, evaluate=adapted, eval_every=eval_every, report=_hear(report, k),
+        _, result = sine.train(config, evaluate=Scoring(adapted, report=_hear(report, k)), eval_every=eval_every,
                                progress=progress, desc=f"sine k={k}")
         curves[k] = _curve(result)
         zero_shot[k] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean())

@@ -66,6 +66,17 @@ class Evaluation:
     value: object
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """meta_train's evaluation: ``score(theta)`` returns anything, kept as an Evaluation; checkpoints
+    store it as JSON (its ``to_dict()`` if it has one) and ``read(stored)`` turns the earlier ones back
+    into values on resume (None: they stay as stored); ``report(evaluation)`` hears each new
+    Evaluation as it is made (live curves)."""
+    score: object
+    read: object = None
+    report: object = None
+
+
 @dataclass
 class TrainResult:
     theta: np.ndarray
@@ -136,17 +147,14 @@ class _StopFlag:
 
 
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
-               experiment=None, progress=True, desc="meta-training", callback=None, workers=None,
-               read_evaluation=None, update=None, report=None):
+               experiment=None, progress=True, desc="meta-training", callback=None, workers=None, update=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
-    evaluate(theta) -> anything, every ``config.eval_every`` iterations and at the end; each value is
-    kept as an ``Evaluation`` with its iteration and the time spent training so far, evaluations
-    excluded (so that methods of different cost can be compared at equal compute). Checkpoints store
-    a value as JSON (its ``to_dict()`` if it has one); on resume ``read_evaluation(stored)`` turns the
-    earlier ones back into values (default: they stay as stored). report(evaluation), if given,
-    hears each new Evaluation as it is made (live curves).
+    evaluate(theta) -> anything, every ``config.eval_every`` iterations and at the end (or a Scoring,
+    which also says how to read earlier values back and whom to tell); each value is kept as an
+    ``Evaluation`` with its iteration and the time spent training so far, evaluations excluded (so
+    that methods of different cost can be compared at equal compute).
     With ``resume`` and an existing ``checkpoint``, training continues from it.
     ``experiment``: a dict (the experiment's configuration) stored in every checkpoint.
     callback(iteration, theta), if given, runs after each iteration.
@@ -161,9 +169,9 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     if isinstance(workers, (int, np.integer)):
         return _with_local_workers(workers, meta_train, net, theta, sample, loss, config, checkpoint=checkpoint,
                                    resume=resume, evaluate=evaluate, experiment=experiment, progress=progress,
-                                   desc=desc, callback=callback, read_evaluation=read_evaluation, update=update,
-                                   report=report)
-    run = _Run(theta, config, experiment, checkpoint, read_evaluation)
+                                   desc=desc, callback=callback, update=update)
+    scoring = evaluate if evaluate is None or isinstance(evaluate, Scoring) else Scoring(evaluate)
+    run = _Run(theta, config, experiment, checkpoint, scoring and scoring.read)
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.load()
     start, last = run.it, config.iterations
@@ -174,8 +182,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
             bar.update(1)
             if run.it % 100 == 0 or run.it == last:
                 bar.set_postfix(loss=f"{run.history[run.it - 1, 1]:.4f}", refresh=False)
-            if evaluate is not None and config.eval_every and (run.it % config.eval_every == 0 or run.it == last):
-                run.score(evaluate, report)
+            if scoring is not None and config.eval_every and (run.it % config.eval_every == 0 or run.it == last):
+                run.score(scoring)
             if callback is not None:
                 callback(run.it, run.theta)
             if checkpoint is not None and (run.it % config.checkpoint_every == 0 or run.it == last or stop.raised):
@@ -183,8 +191,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
             if stop.raised:
                 raise Interrupted(f"stopped at iteration {run.it}" + (
                     f"; checkpoint written to {checkpoint}" if checkpoint else ""), stop.signum)
-    if evaluate is not None and not config.eval_every and start < last:
-        run.score(evaluate, report)
+    if scoring is not None and not config.eval_every and start < last:
+        run.score(scoring)
     return run.result(start)
 
 
@@ -218,14 +226,14 @@ class _Run:
         self.history[self.it] = np.ravel(losses)[0], np.ravel(losses)[-1]
         self.it += 1
 
-    def score(self, evaluate, report=None):
+    def score(self, scoring):
         began = time.perf_counter()
         trained = self.before + (began - self.began) - self.evaluating      # evaluations excluded
-        value = evaluate(self.theta)
+        value = scoring.score(self.theta)
         self.evaluating += time.perf_counter() - began
         self.evals.append(Evaluation(self.it, trained, value))
-        if report is not None:
-            report(self.evals[-1])
+        if scoring.report is not None:
+            scoring.report(self.evals[-1])
 
     def save(self):
         arrays = {"theta": self.theta, "iteration": np.array(self.it), "history": self.history,

@@ -9,7 +9,7 @@ import pytest
 
 import minireptile as mr
 from minireptile.tasks.sine import SineTasks, evaluate
-from minireptile.train import Diverged, TrainConfig, meta_train
+from minireptile.train import Diverged, Scoring, TrainConfig, meta_train
 
 FAMILY = SineTasks()
 
@@ -18,7 +18,7 @@ def sampler(T=1):
     return lambda rng: FAMILY.training_batches(rng, T)
 
 
-LOOP = ("checkpoint", "resume", "evaluate", "callback", "experiment", "read_evaluation")
+LOOP = ("checkpoint", "resume", "evaluate", "callback", "experiment")
 
 
 def train(iterations, hidden=16, **kwargs):
@@ -198,8 +198,10 @@ def test_an_evaluation_may_return_any_object_and_resume_reads_it_back(tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     with pytest.raises(KeyboardInterrupt):
         train(30, checkpoint=ckpt, evaluate=evaluate, eval_every=10, callback=interrupt_at(15))
-    _, resumed = train(30, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10,
-                       read_evaluation=Norms.from_dict)
+    heard = []
+    _, resumed = train(30, checkpoint=ckpt, resume=True, evaluate=Scoring(evaluate, Norms.from_dict, heard.append),
+                       eval_every=10)
+    assert [e.iteration for e in heard] == [20, 30]                         # the new ones, as they are made
     assert [e.iteration for e in resumed.evals] == [10, 20, 30]
     for a, b in zip(whole.evals, resumed.evals):
         assert isinstance(b.value, Norms) and b.value.norm == a.value.norm

@@ -14,7 +14,7 @@ from .. import meta
 from ..losses import softmax_cross_entropy
 from ..outputs import as_folder, write_json
 from ..seeds import stream
-from ..train import TrainConfig, meta_train, save_checkpoint
+from ..train import Scoring, TrainConfig, meta_train, save_checkpoint
 from . import fewshot
 
 #: meta.METHODS but joint training, which has a study of its own (joint.py) and no place in this one
@@ -163,8 +163,8 @@ def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, ex
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
-                      checkpoint=checkpoint, resume=resume, evaluate=periodic, experiment=experiment,
-                      progress=progress, workers=workers, report=report,
+                      checkpoint=checkpoint, resume=resume, evaluate=Scoring(periodic, report=report),
+                      experiment=experiment, progress=progress, workers=workers,
                       desc=desc or f"{config.ways}-way {config.shots}-shot {config.method}")
 
 
