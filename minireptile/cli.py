@@ -265,14 +265,16 @@ def _saved_config(checkpoint):
 def _evaluate(args, config, make_net, kind, test_pool, described):
     """Score the theta of --checkpoint on ``test_pool`` for each --shots (the -eval commands)."""
     from .tasks import experiment
-    from .train import load_inner_state, load_theta
+    from .train import load_experiment, load_inner_state, load_theta
     theta = load_theta(args.checkpoint)
-    saved = _saved_config(args.checkpoint).get("ways")            # the net the checkpoint says it holds
+    record = load_experiment(args.checkpoint)
+    saved = record.get("config", {}).get("ways")                  # the net the checkpoint says it holds
     if saved is not None and config.ways not in (None, saved):
         raise UsageError(f"--ways must be {saved}: {args.checkpoint} is a {saved}-way net, got {config.ways}")
     ways = saved or config.ways
     if ways is None:
-        raise UsageError(f"--checkpoint {args.checkpoint} records no configuration (a bare theta): give --ways")
+        what = "a bare theta" if not record else f"its record is of {' and '.join(record)}, from another command"
+        raise UsageError(f"--checkpoint {args.checkpoint} records no configuration ({what}): give --ways")
     if theta.size != make_net(ways).num_params:
         raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters, not those of {kind} "
                          f"{ways}-way net ({make_net(ways).num_params})")

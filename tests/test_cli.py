@@ -273,6 +273,8 @@ def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_pat
     (lambda p: np.savez(p, weights=np.zeros(3)), "holds no array named 'theta' \\(it has weights\\)"),
     (lambda p: np.savez(p, theta=np.zeros(4353)), "records no configuration \\(a bare theta\\): give --ways"),
     (lambda p: np.savez(p, theta=np.zeros(mr.omniglot_net(5).num_params, np.float32)), None),
+    (lambda p: np.savez(p, theta=np.zeros(3), experiment=np.array(json.dumps({"combinations": {}, "run": "g1"}))),
+     r"records no configuration \(its record is of combinations and run, from another command\): give --ways"),
 ])
 def test_omniglot_eval_refuses_missing_and_foreign_checkpoints(tmp_path, refused, data, make, match):
     path = tmp_path / "missing.npz"
