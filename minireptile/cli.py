@@ -1,89 +1,19 @@
 """Command line: ``python -m minireptile <command> --help``.
 
-This module only parses, validates and dispatches. Every value is checked, against the others and
+This module declares the commands and dispatches them (how a command runs as a program, its refusals,
+exit statuses and signals, is ``_shell.py``). Every value is checked, against the others and
 against the data, before any training or evaluation starts: a bad one ends in one line on stderr
 naming the flag, with exit status 2 and no output folder. The experiments live in their modules
 (``tasks.sine``, ``tasks.experiment``, ``analysis``, ``combinations``, ``joint``).
 """
-import argparse
 import dataclasses
-import signal
-import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
-from .config import ConfigError, differences
-from .outputs import OutputError, RunFolder, check_writable, write_json
-
-
-class UsageError(Exception):
-    """A bad argument: one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):                       # argparse's usage + message -> one line
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
-def _show(value):
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return "(default)" if value is None else str(value)
-
-
-def _add_config(parser, cls, skip=()):
-    """One option per field of the configuration dataclass ``cls``, with its help and default."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        meta, default = f.metadata, f.default
-        shown = "" if default is None else f" (default: {_show(default)})"
-        if isinstance(default, bool):
-            parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
-        elif meta.get("nargs"):
-            parser.add_argument(_flag(f.name), nargs=meta["nargs"], default=default, type=meta.get("type"),
-                                metavar=_metavar(meta.get("type") or str), help=meta["help"] + shown)
-        else:
-            parser.add_argument(_flag(f.name), type=meta.get("type") or type(default), default=default,
-                                choices=meta.get("choices"), help=meta["help"] + shown,
-                                metavar=None if meta.get("choices") else _metavar(meta.get("type") or type(default)))
-
-
-def _metavar(kind):
-    return {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
-
-
-def _config(cls, args, **changes):
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**(values | changes))
-
-
-def _out(args, outputs=None):
-    """The RunFolder of --out, checked whole before any work; with ``outputs`` (the command's file
-    names), refused if it holds one of them already, unless --overwrite."""
-    check_writable(args.out)
-    args.folder = RunFolder(args.out)
-    if outputs is not None:
-        args.folder.claim(outputs, args.overwrite)
-    return args.folder
-
-
-def _json_out(args):
-    """--json FILE of the -eval commands: checked before any work, replaced only with --overwrite."""
-    if not args.json:
-        return None
-    path = Path(args.json)
-    check_writable(path.parent, "--json")
-    if path.is_dir():
-        raise UsageError(f"--json {path} is a folder: give a file name")
-    if path.is_file() and not args.overwrite:            # with --overwrite, the atomic write replaces it
-        raise UsageError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
-    return RunFolder(path.parent)
+from . import _shell
+from ._shell import (Parser, UsageError, add_config, config_from, flag, json_out, out_folder,
+                     prepare_run, workers_for)
+from .config import ConfigError
+from .outputs import RunFolder, check_writable, write_json
 
 
 def _pools(args, test_alphabets, seed=0, origin="given"):
@@ -98,74 +28,6 @@ def _pools(args, test_alphabets, seed=0, origin="given"):
         raise UsageError(f"--data {args.data}: {err}") from None
 
 
-#: what a single-run command (sine, omniglot, miniimagenet) leaves in OUT besides its figures
-RUN_FILES = ("checkpoint.npz", "joint_checkpoint.npz", "theta.npz", "results.json")
-
-
-def _prepare_run(args, config, checkpoints="checkpoint.npz", key="config", outputs=RUN_FILES, classes=None):
-    """Refuse to mix runs, for every command that trains: --resume needs the checkpoints of OUT
-    (``checkpoints``, a pattern) to record the same training arguments under ``key`` (and the same
-    ``classes``); a run already there is replaced only with --overwrite (its files are removed first)."""
-    from .train import load_experiment, load_progress
-    out = args.folder
-    found = sorted(out.path.glob(checkpoints)) if out.path.is_dir() else []
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
-    if args.resume:
-        if not found:
-            raise UsageError(f"--resume: there is no checkpoint {out.path / checkpoints} to continue")
-        for path in found:
-            saved = load_experiment(path)
-            if key not in saved:
-                raise UsageError(f"--resume: {path} records no configuration of the {args.command} command "
-                                 "(another command or an older minireptile wrote it); start again with --overwrite")
-            differ = [f"{_flag(name)} {_show(old)} (given {_show(new)})"
-                      for name, old, new in differences(saved[key], config)]
-            if classes is not None and saved.get("classes") != list(classes):
-                differ.append(f"--data: training and test classes {_show(saved.get('classes'))} "
-                              f"(given {_show(classes)})")
-            if differ:
-                raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
-        return
-    existing = found + [out.path / name for name in outputs if (out.path / name).is_file() and
-                        out.path / name not in found]
-    if existing and not args.overwrite:
-        progress = load_progress(found[0]) if len(found) == 1 else None
-        state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
-        raise UsageError(f"--out {out.path} already holds a run{state}: continue it with --resume or "
-                         "replace it with --overwrite")
-    for path in existing:
-        path.unlink()
-
-
-def _workers(args, tasks=None):
-    """A context giving the Workers that --workers / --scheduler ask for, or None (this process).
-    The default is a worker per core, but no more than the ``tasks`` that run at once."""
-    import os
-    from contextlib import nullcontext
-
-    from .workers import Workers
-    workers, scheduler = args.workers, args.scheduler
-    if workers is None:
-        workers = max(1, min(os.cpu_count() or 1, tasks or os.cpu_count() or 1))
-    if scheduler:
-        try:
-            return Workers.dask(scheduler)
-        except (OSError, TimeoutError, RuntimeError) as err:
-            raise UsageError(f"--scheduler {scheduler}: {err}") from None
-    return Workers.local(workers) if workers > 1 else nullcontext()
-
-
-def _check_scale(args):
-    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be an integer of at least 1, got {workers}")
-    if scheduler and workers is not None:
-        raise UsageError("--workers and --scheduler exclude each other (a cluster has its own workers)")
-
-
-
-
 def _trained(result, iterations):
     resumed = f" (resumed at iteration {result.resumed_at})" if result.resumed_at else ""
     return f"trained {iterations} iterations in {result.seconds:.1f} s (evaluations excluded){resumed}"
@@ -175,9 +37,9 @@ def _trained(result, iterations):
 
 def cmd_sine(args):
     from .tasks import sine
-    config = _config(sine.SineConfig, args)
-    out = _out(args)
-    _prepare_run(args, config)
+    config = config_from(sine.SineConfig, args)
+    out = out_folder(args)
+    prepare_run(args, config)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
     results = sine.run(config, out, resume=args.resume, progress=not args.quiet)
     print(sine.report(config, results))
@@ -188,8 +50,8 @@ def cmd_sine(args):
 def cmd_omniglot(args):
     from .models import omniglot_net
     from .tasks import omniglot
-    config = _config(omniglot.OmniglotConfig, args)
-    _out(args)
+    config = config_from(omniglot.OmniglotConfig, args)
+    out_folder(args)
     pools = _pools(args, config.test_alphabets, config.seed)
     config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
     _train_fewshot(args, config, omniglot_net(config.ways), pools.train, pools.test, None, pools.description)
@@ -198,8 +60,8 @@ def cmd_omniglot(args):
 def cmd_miniimagenet(args):
     from .models import miniimagenet_net
     from .tasks import miniimagenet
-    config = _config(miniimagenet.MiniImageNetConfig, args)
-    _out(args)
+    config = config_from(miniimagenet.MiniImageNetConfig, args)
+    out_folder(args)
     pools = _miniimagenet_pools(args)
     _train_fewshot(args, config, miniimagenet_net(config.ways), pools.train, pools.test, pools.val,
                    pools.description)
@@ -219,10 +81,10 @@ def _train_fewshot(args, config, net, train_pool, test_pool, curve_pool, split):
     from .tasks import experiment
     config.check_data(train_pool, test_pool, curve_pool)
     classes = [train_pool.num_classes, test_pool.num_classes]
-    _prepare_run(args, config, classes=classes)
+    prepare_run(args, config, classes=classes)
     print(split)
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
-    with _workers(args, config.meta_batch) as workers:
+    with workers_for(args, config.meta_batch) as workers:
         result, final = experiment.run(net, config, train_pool, test_pool, args.folder, split,
                                        resume=args.resume, progress=not args.quiet, workers=workers,
                                        record={"command": args.command, "data": str(args.data),
@@ -235,8 +97,8 @@ def cmd_omniglot_eval(args):
     """Evaluate a saved theta (with the inner Adam state, when the checkpoint holds one)."""
     from .models import omniglot_net
     from .tasks import experiment
-    config = _config(experiment.EvalConfig, args)
-    args.folder = _json_out(args)
+    config = config_from(experiment.EvalConfig, args)
+    args.folder = json_out(args)
     saved = _saved_config(args.checkpoint)
     test_alphabets = args.test_alphabets or saved.get("test_alphabets")
     origin = "given" if args.test_alphabets else "the checkpoint's split"
@@ -247,8 +109,8 @@ def cmd_omniglot_eval(args):
 def cmd_miniimagenet_eval(args):
     from .models import miniimagenet_net
     from .tasks import miniimagenet
-    config = _config(miniimagenet.MiniImageNetEvalConfig, args)
-    args.folder = _json_out(args)
+    config = config_from(miniimagenet.MiniImageNetEvalConfig, args)
+    args.folder = json_out(args)
     _saved_config(args.checkpoint)              # a missing or foreign checkpoint is refused before the cache is built
     pools = _miniimagenet_pools(args)
     if getattr(pools, args.split) is None:
@@ -284,7 +146,7 @@ def _evaluate(args, config, make_net, kind, test_pool, described):
     state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
-    with _workers(args) as workers:
+    with workers_for(args) as workers:
         final = experiment.final_evaluation(make_net(ways), theta, test_pool, state, config.evaluation(),
                                             config.eval_tasks, config.seed, progress=not args.quiet,
                                             workers=workers, shots=config.shots)
@@ -312,7 +174,7 @@ def cmd_taylor(args):
     from . import analysis
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer of at least 0, got {args.seed}")
-    out = _out(args, analysis.OUTPUTS)
+    out = out_folder(args, analysis.OUTPUTS)
     results = analysis.run_all(out, "smoke" if args.smoke else "full", seed=args.seed, progress=not args.quiet)
     print(analysis.report(results))
 
@@ -324,15 +186,15 @@ def _omniglot_pools(args):
 
 def cmd_gradient_combos(args):
     from . import combinations
-    config = _config(combinations.CombinationsConfig, args)
-    out = _out(args)
+    config = config_from(combinations.CombinationsConfig, args)
+    out = out_folder(args)
     pools = _pools(args, args.test_alphabets, config.seed)
     config.check_data(pools.train, pools.test)
-    _prepare_run(args, config, "checkpoints/*.npz", "combinations", combinations.OUTPUTS)
+    prepare_run(args, config, "checkpoints/*.npz", "combinations", combinations.OUTPUTS)
     settings = config.settings()
     print(f"{pools.description}; preset {config.preset}: inner lr {settings['lr']:g}, {settings['iterations']} iterations, "
           f"evaluated every {settings['eval_every']}")
-    with _workers(args) as workers:
+    with workers_for(args) as workers:
         curves = combinations.run(config, pools.train, pools.test, out, pools.description, progress=not args.quiet,
                                   workers=workers, resume=args.resume)
     print(combinations.report(curves, combinations.paper_claims(curves)))
@@ -340,15 +202,15 @@ def cmd_gradient_combos(args):
 
 def cmd_compare(args):
     from . import comparison
-    config = _config(comparison.CompareConfig, args)
-    out = _out(args)
+    config = config_from(comparison.CompareConfig, args)
+    out = out_folder(args)
     pools = _pools(args, args.test_alphabets, config.seed)
     config.check_data(pools.train, pools.test)
-    _prepare_run(args, config, "checkpoints/*.npz", "comparison", comparison.OUTPUTS)
+    prepare_run(args, config, "checkpoints/*.npz", "comparison", comparison.OUTPUTS)
     print(f"{pools.description}; {config.ways}-way, inner SGD lr {config.inner_lr}, k = {config.inner_iters}, "
           f"outer {config.outer} eps {config.meta_step}, {config.iterations} iterations per method")
     args.diverged_hint = f"--inner-lr {config.inner_lr} or --meta-step {config.meta_step}"
-    with _workers(args, config.meta_batch) as workers:
+    with workers_for(args, config.meta_batch) as workers:
         results = comparison.run(config, pools.train, pools.test, out, pools.description, resume=args.resume,
                                  progress=not args.quiet, workers=workers)
     print(comparison.report(results))
@@ -356,12 +218,12 @@ def cmd_compare(args):
 
 def cmd_joint(args):
     from . import joint
-    out = _out(args)
+    out = out_folder(args)
     pools = _omniglot_pools(args)
     out.claim(joint.OUTPUTS, args.overwrite)
     if pools:
         print(pools.description)
-    with _workers(args) as workers:
+    with workers_for(args) as workers:
         sine_part, omni_part = joint.run(out, pools, "smoke" if args.smoke else "full",
                                          not args.quiet, workers)
     print(joint.report(sine_part, omni_part))
@@ -371,7 +233,7 @@ def cmd_figures(args):
     """Regenerate every figure at full budget (the Omniglot ones need --data)."""
     from . import analysis, combinations, comparison, joint
     from .tasks import sine
-    out = _out(args)
+    out = out_folder(args)
     pools = _omniglot_pools(args)
     budget = "smoke" if args.smoke else "full"
     compare = comparison.CompareConfig(**comparison.BUDGETS[budget])
@@ -407,7 +269,7 @@ def cmd_exercises(args):
     if not source.is_dir() or not list(source.glob("*.ipynb")):
         raise UsageError(f"--notebooks {source}: no notebooks there (they come with the source checkout "
                          "of minireptile)")
-    out = _out(args)
+    out = out_folder(args)
     if course.holds_solutions(out.path):
         raise UsageError(f"--out {out.path} holds instructor notebooks (with solutions): the student "
                          "versions would replace them")
@@ -464,16 +326,16 @@ def build_parser():
 
     data_help = "folder holding the Omniglot zips or folders (python -m minireptile download fetches them)"
     p = command("sine", "the paper's sine-wave regression demo, with joint training beside it", cmd_sine, [run])
-    _add_config(p, sine.SineConfig)
+    add_config(p, sine.SineConfig)
 
     p = command("omniglot", "N-way K-shot Omniglot, the paper's hyperparameters by default", cmd_omniglot,
                 [run, scale])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--preset", choices=tuple(omniglot.PRESETS), default="5-way",
                    help="the paper's hyperparameters for 5-way tasks (the defaults below) or for 20-way ones (" +
-                   " ".join(f"{_flag(k)} {v}" for k, v in omniglot.PRESETS["20-way"].items()) +
+                   " ".join(f"{flag(k)} {v}" for k, v in omniglot.PRESETS["20-way"].items()) +
                    "); the flags given still win (default: 5-way)")
-    _add_config(p, omniglot.OmniglotConfig)
+    add_config(p, omniglot.OmniglotConfig)
     parser.presets = {"omniglot": (p, omniglot.PRESETS)}
 
     p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval,
@@ -483,7 +345,7 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME",
                    help="alphabets to test on (default: the checkpoint's split)")
-    _add_config(p, experiment.EvalConfig)
+    add_config(p, experiment.EvalConfig)
     p.add_argument("--json", help="also write the scores to this file")
 
     mini_help = ("Mini-ImageNet folder: {train,val,test}/<class>/*.JPEG, {train,val,test}.csv beside images/, "
@@ -491,14 +353,14 @@ def build_parser():
     p = command("miniimagenet", "5-way Mini-ImageNet, the paper's hyperparameters by default", cmd_miniimagenet,
                 [run, scale])
     p.add_argument("--data", required=True, help=mini_help)
-    _add_config(p, miniimagenet.MiniImageNetConfig)
+    add_config(p, miniimagenet.MiniImageNetConfig)
 
     p = command("miniimagenet-eval", "evaluate a trained Mini-ImageNet theta on test tasks", cmd_miniimagenet_eval,
                 [scale, replace], out=False)
     p.add_argument("--data", required=True, help=mini_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")
-    _add_config(p, miniimagenet.MiniImageNetEvalConfig)
+    add_config(p, miniimagenet.MiniImageNetEvalConfig)
     p.add_argument("--json", help="also write the scores to this file")
 
     p = command("download", "fetch the full Omniglot sets (or the small subsets) and verify their md5 sums",
@@ -516,13 +378,13 @@ def build_parser():
                 cmd_gradient_combos, [run, scale])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
-    _add_config(p, combinations.CombinationsConfig)
+    add_config(p, combinations.CombinationsConfig)
 
     p = command("compare", "Reptile against first-order MAML (shared and separate tail) and exact MAML on "
                 "Omniglot, with the variance of their updates (notebook 05)", cmd_compare, [run, scale])
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
-    _add_config(p, comparison.CompareConfig)
+    add_config(p, comparison.CompareConfig)
 
     for name, help_text, handler in [
             ("joint", "joint training (k = 1) against Reptile, k = 2, 5, 10 (notebook 04)", cmd_joint),
@@ -545,98 +407,6 @@ def build_parser():
     return parser
 
 
-def _error(err):
-    """One line for an error the user can cause."""
-    from .tasks.omniglot import DataMissing
-    from .train import CheckpointError, Diverged
-    from .workers import WorkerLost
-    if isinstance(err, OutputError):
-        return str(err), 2
-    if isinstance(err, ConfigError):
-        return f"{_flag(err.name)} must be {err.expected}, got {_show(err.got)}", 2
-    if isinstance(err, (UsageError, CheckpointError)):
-        return str(err), 2
-    if isinstance(err, Diverged):
-        return str(err), 1
-    if isinstance(err, (DataMissing, WorkerLost)):
-        return str(err), 1
-    if isinstance(err, OSError):
-        where = f" ({err.filename})" if err.filename and str(err.filename) not in str(err) else ""
-        return f"{err}{where}", 1
-    return None, None
-
-
-def _parse(argv):
-    """The arguments; where a command has a --preset, its values are the defaults of a second parse,
-    so that every flag given on the command line still wins over the preset."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "preset", None) and args.command in parser.presets:
-        subparser, presets = parser.presets[args.command]
-        subparser.set_defaults(**presets[args.preset])
-        args = parser.parse_args(argv)
-    return args
-
-
-REPORT = ("this is a bug in minireptile, not in your arguments: please report it with the command you ran "
-          "and the traceback above")
-
-
 def main(argv=None):
     """Run one command; returns the exit status (0, 1 a failure, 2 a bad argument, 128 + N a signal)."""
-    from .train import Diverged
-    args = None
-    with _sigterm_as_interrupt():
-        try:
-            args = _parse(argv)
-            _check_scale(args)
-            args.run(args)
-        except KeyboardInterrupt as err:
-            print(f"\n{_interrupted(args, err)}", file=sys.stderr)
-            return 128 + getattr(err, "signum", signal.SIGINT)
-        except Exception as err:
-            message, status = _error(err)
-            if message is None or (args is not None and args.debug):
-                if message is None:
-                    err.add_note(REPORT)
-                raise
-            hint = getattr(args, "diverged_hint", None)
-            if isinstance(err, Diverged) and hint:
-                message = (f"meta-training diverged at iteration {err.iteration} (inner losses {err.losses_text}): "
-                           f"a step size is probably too large ({hint}); {err.kept}")
-            print(f"error: {message}", file=sys.stderr)
-            return status
-        finally:
-            if args is not None and getattr(args, "folder", None) is not None:
-                args.folder.discard_if_empty()
-    if getattr(args, "folder", None) is not None:
-        print(args.folder.report())
-    return 0
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a scheduler's time limit) stops a command as Ctrl-C does: training finishes
-    its iteration and writes the checkpoint, workers are shut down, and the status is 143."""
-    from .train import Interrupted
-
-    def stop(signum, frame):
-        raise Interrupted("", signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-def _interrupted(args, err):
-    folder = getattr(args, "folder", None)
-    how = "terminated (SIGTERM)" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
-    if str(err):                                          # meta_train: stopped at iteration N; ...
-        return f"{how}: {err}; continue with the same command and --resume"
-    written = folder.written() if folder is not None else []
-    return how + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")
+    return _shell.run(build_parser, argv)

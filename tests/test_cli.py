@@ -337,8 +337,9 @@ def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, env):
 
 
 def test_the_20_way_preset_sets_the_papers_values_and_given_flags_still_win():
-    from minireptile.cli import _parse
+    from minireptile._shell import parse
     from minireptile.tasks.omniglot import PRESETS
+    _parse = lambda argv: parse(build_parser, argv)
     args = _parse(["omniglot", "--data", "d", "--preset", "20-way"])
     assert {name: getattr(args, name) for name in PRESETS["20-way"]} == PRESETS["20-way"]
     assert (args.ways, args.inner_batch, args.inner_iters, args.inner_lr, args.eval_batch, args.eval_iters) == (
