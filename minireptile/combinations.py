@@ -37,8 +37,9 @@ PRESETS = {"paper": dict(lr=0.003, iterations=40000, eval_every=1000),
            "course": dict(lr=0.03, iterations=4000, eval_every=1000)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Curves:
+    """The runs' held-out learning curves, the same test tasks for every run and evaluation."""
     names: list
     iterations: list               # evaluation points
     accuracy: np.ndarray           # (evaluations, runs), non-transductive
