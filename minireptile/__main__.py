@@ -18,7 +18,8 @@ if __name__ == "__main__":          # worker processes import this module too (s
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     if workers.STUCK:               # every file is written and the workers are gone, but the interpreter's
-        sys.stdout.flush()          # exit would wait forever for a pool thread (see workers.STUCK)
+        workers.release_semaphores()  # exit would wait forever for a pool thread (see workers.STUCK)
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)

@@ -44,6 +44,17 @@ _POOLS = {}                               # in a worker process: pool key -> poo
 STUCK = False
 
 
+def release_semaphores(timeout=5):
+    """Before an ``os._exit`` (see STUCK): run multiprocessing's own exit-time finalizers short of
+    joining threads (priority >= 0), which unlink the pool's queues' semaphores and tell the resource
+    tracker, as a normal exit does; without them the tracker warns of "leaked semaphore objects"
+    after the program's one-line error. In a thread with a timeout, in case one of them blocks."""
+    from multiprocessing import util
+    finalizing = threading.Thread(target=util._run_finalizers, args=(0,), daemon=True)
+    finalizing.start()
+    finalizing.join(timeout)
+
+
 class WorkerLost(RuntimeError):
     """A worker died (killed, out of memory, a lost cluster node) while it held task slots."""
 

@@ -222,3 +222,17 @@ def _iteration(checkpoint):
             return int(ckpt["iteration"])
     except (OSError, ValueError, KeyError):                 # being replaced at this moment
         return -1
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_an_os_exit_after_a_stuck_pool_leaves_no_semaphores_for_the_tracker_to_warn_of(release):
+    """The program ends with os._exit when a killed worker left the pool's thread stuck (workers.STUCK);
+    release_semaphores first does what a normal exit does for the pool's queues."""
+    script = ("import multiprocessing as mp, os, sys\n"
+              "from minireptile import workers\n"
+              "ctx = mp.get_context('spawn'); queue = ctx.Queue(); queue.put(1); simple = ctx.SimpleQueue()\n"
+              "process = ctx.Process(target=print); process.start(); process.join()\n"
+              f"if {release}: workers.release_semaphores()\n"
+              "sys.stderr.flush(); os._exit(1)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert ("leaked semaphore" in result.stderr) != release, result.stderr
