@@ -187,6 +187,8 @@ class CombinationsConfig:
             check_choice("runs", name, tuple(names))
         if len(set(self.runs)) != len(self.runs):
             raise ConfigError("runs", "distinct names", self.runs)
+        if not self.runs:
+            raise ConfigError("runs", "at least one run", "none")
 
     def check_data(self, train_pool, test_pool):
         """Five classes in each pool, 20 training images per class (four minibatches of 5) and

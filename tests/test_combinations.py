@@ -169,6 +169,8 @@ def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_cla
     assert needed <= set(configs["class"].runs)
     with pytest.raises(ValueError, match="runs must be one of"):
         combinations.CombinationsConfig(runs=("g1", "g9"))
+    with pytest.raises(ValueError, match="runs must be at least one run, got none"):
+        combinations.CombinationsConfig(runs=())
 
 
 @pytest.mark.slow
