@@ -23,14 +23,16 @@ def check_inner(batches, lr):
     return k
 
 
-def run_sgd(net, theta, batches, lr, loss):
-    """phi, [g_1, ..., g_k] and losses (T?, k) of k plain SGD steps phi <- phi - lr g_i."""
+def run_sgd(net, theta, batches, lr, loss, keep=True):
+    """phi, [g_1, ..., g_k] and losses (T?, k) of k plain SGD steps phi <- phi - lr g_i.
+    With ``keep=False`` the gradients are not kept (an evaluation needs phi only): [] in their place."""
     check_inner(batches, lr)
     phi, grads, losses = theta, [], []
     for x, y in batches:
         value, g = net.loss_and_grad(phi, x, y, loss)      # g_i, at the weights before step i
         phi = phi - lr * g
-        grads.append(g)
+        if keep:
+            grads.append(g)
         losses.append(value)
     return phi, grads, np.stack(losses, axis=-1)
 
@@ -77,8 +79,9 @@ class AdamState:
         return AdamState(tile(self.m), tile(self.v), self.t)
 
 
-def run_adam(net, theta, batches, lr, loss, state=None, beta1=0.0, beta2=0.999, eps=1e-8):
-    """phi, [step_1, ..., step_k], losses (T?, k) and the new state, for k Adam steps.
+def run_adam(net, theta, batches, lr, loss, state=None, beta1=0.0, beta2=0.999, eps=1e-8, keep=True):
+    """phi, [step_1, ..., step_k], losses (T?, k) and the new state, for k Adam steps
+    (with ``keep=False`` the steps are not kept: [] in their place).
 
     step_i = phi_{i-1} - phi_i, the displacement of step i (lr g_i for SGD).
     Adam as in TensorFlow, whose optimizer the paper's code uses:
@@ -102,7 +105,8 @@ def run_adam(net, theta, batches, lr, loss, state=None, beta1=0.0, beta2=0.999, 
         # numpy float64 scalars would promote float32 arrays to float64
         step = rate * state.m / (np.sqrt(state.v) + eps)
         phi = phi - step
-        steps.append(step)
+        if keep:
+            steps.append(step)
         losses.append(value)
     return phi, steps, np.stack(losses, axis=-1), state
 

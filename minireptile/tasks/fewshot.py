@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from ..inner import run_adam, run_sgd
 from ..losses import softmax_cross_entropy
+from ..memory import image_bytes, images_at_once
+from .. import memory as _memory
 
 
 class Pool:
@@ -82,6 +84,11 @@ class ClassPool(Pool):
         self.num_classes = len(self.images) * self.rotations
         self.counts = np.full(self.num_classes, self.images.shape[1])
 
+    @property
+    def image_shape(self):
+        """(1, H, W): the shape of one image of a task."""
+        return (1,) + self.images.shape[-2:]
+
     def gather(self, classes, drawings):
         """The images and labels of ``draw``'s tasks: (T, N, K, 1, H, W) and (T, N, K)."""
         x = self.images[(classes // self.rotations)[..., None], drawings]           # (T, N, K, H, W)
@@ -104,6 +111,11 @@ class ImagePool(Pool):
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
         self.names = list(names) if names is not None else [str(c) for c in range(len(self.counts))]
         self.num_classes = len(self.counts)
+
+    @property
+    def image_shape(self):
+        """(3, H, W): the shape of one image of a task (channels first)."""
+        return (self.images.shape[3],) + self.images.shape[1:3]
 
     def gather(self, classes, drawings):
         """The images and labels of ``draw``'s tasks: (T, N, K, 3, H, W) float32 and (T, N, K)."""
@@ -200,20 +212,25 @@ def training_sampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tai
     return TrainingSampler(pool, ways, shots, batch_size, inner_iters, meta_batch, tail_shots, shared_tail)
 
 
-def predict(net, phi, support, queries, transductive):
+def predict(net, phi, support, queries, transductive, memory=None):
     """Logits (T, Q, N) for the queries (T, Q, ...) with adapted weights phi (T, P).
 
     Transductive: all queries in one batch, so BatchNorm normalizes them together.
     Non-transductive: each query in a batch of its own with the support set (T, S, ...),
-    so no query sees another; the T Q such batches run at once on the task axis.
+    so no query sees another; the T Q such batches run on the task axis, as many at once as
+    ``memory`` bytes hold (default: the process's budget, ``memory.budget()``).
     """
     if transductive:
         return net.forward(phi, queries)[0]
-    T, Q = queries.shape[:2]
-    batch = np.concatenate([np.repeat(support[:, None], Q, axis=1), queries[:, :, None]], axis=2)
-    phis = np.repeat(phi, Q, axis=0)                                  # (T Q, P)
-    logits = net.forward(phis, batch.reshape((T * Q,) + batch.shape[2:]))[0]
-    return logits[:, -1].reshape(T, Q, -1)
+    T, Q, S = queries.shape[0], queries.shape[1], support.shape[1]
+    at_once = max(1, images_at_once(net, queries.shape[2:], backward=False, dtype=phi.dtype,
+                                    memory=memory) // (S + 1))           # query batches per piece
+    logits = []
+    for start in range(0, T * Q, at_once):
+        rows = np.arange(start, min(start + at_once, T * Q))            # row r: task r // Q, query r % Q
+        batch = np.concatenate([support[rows // Q], queries[rows // Q, rows % Q][:, None]], axis=1)
+        logits.append(net.forward(phi[rows // Q], batch)[0][:, -1])     # (rows, N)
+    return np.concatenate(logits).reshape(T, Q, -1)
 
 
 @dataclass(frozen=True)
@@ -263,12 +280,12 @@ def task_scores(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
         raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
     p, thetas = protocol, np.atleast_2d(theta)                              # (R, P)
-    # A chunk's non-transductive predictions run ways x (ways x shots + 1) images per task and model;
-    # at most as many as 50 tasks of 5-way 5-shot (6,500), so that 20-way 5-shot fits in memory too.
-    # Tasks are drawn in chunks that do not depend on the number of models R, so R models scored
-    # together meet the same tasks as each scored alone; each chunk is then scored in R-fold smaller parts.
+    # Tasks are drawn ``drawn`` at a time, a number that depends on the protocol only (at most as many
+    # as 50 tasks of 5-way 5-shot hold images of non-transductive predictions: 6,500), so the tasks that
+    # ``rng`` gives never depend on the memory budget or on the number of models R. Each drawn chunk is
+    # then scored in parts of as many tasks as the budget holds for all R models (``part``).
     drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (p.ways * (p.ways * p.shots + 1))))
-    part = max(1, drawn // len(thetas))
+    part = max(1, min(drawn, tasks_at_once(net, pool, p, len(thetas), thetas.dtype)))
 
     def plans():                                     # every task, drawn here in order, chunk by chunk as
         for start in range(0, tasks, drawn):         # the scoring goes (a million tasks are not drawn up front)
@@ -299,6 +316,25 @@ def paired_difference(hits_a, hits_b):
 _IMAGES_PER_CHUNK = 50 * 5 * (5 * 5 + 1)
 
 
+def image_shape(pool):
+    """The shape (C, H, W) of one image of ``pool``: its ``image_shape``, else that of a gathered one."""
+    if getattr(pool, "image_shape", None) is not None:
+        return tuple(pool.image_shape)
+    return pool.gather(*pool.draw(np.random.default_rng(0), 1, 1, 1))[0].shape[3:]
+
+
+def tasks_at_once(net, pool, protocol, models=1, dtype=np.float32, memory=None):
+    """How many test tasks ``score_tasks`` may adapt at once for ``models`` models within ``memory``
+    bytes (default: the process's budget): each task and model keeps its inner loop's vectors
+    (``memory.task_bytes``), steps on minibatches of ``batch_size`` images (forward and backward) and
+    then classifies ``ways`` queries together (``predict`` splits the non-transductive predictions
+    itself); at least 1."""
+    per_image = image_bytes(net, image_shape(pool), dtype)
+    per_task = (per_image * max(protocol.batch_size * _memory.BACKWARD, protocol.ways * _memory.FORWARD)
+                + _memory.task_bytes(net, dtype=dtype))
+    return max(1, int((_memory.budget() if memory is None else memory) // (per_task * models)))
+
+
 def score_tasks(net, thetas, pool, plan, lr, inner, state):
     """{mode: hits (R, T)}: the fraction of queries that R models, each fine-tuned on the support
     sets of a plan's T tasks (drawn with shots + 1 images per class, the first the query), get right."""
@@ -310,10 +346,10 @@ def score_tasks(net, thetas, pool, plan, lr, inner, state):
     batches = [(every(xb), every(yb)) for xb, yb in take_batches(support, support_labels, plan["order"])]
     start_thetas = np.repeat(thetas, T, axis=0)                             # (R T, P)
     if inner == "sgd":
-        phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy)[0]
+        phi = run_sgd(net, start_thetas, batches, lr, softmax_cross_entropy, keep=False)[0]
     else:
         start_state = None if state is None else state.for_tasks(len(start_thetas))
-        phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state)[0]
+        phi = run_adam(net, start_thetas, batches, lr, softmax_cross_entropy, start_state, keep=False)[0]
     hits = {}
     for mode in ("transductive", "non-transductive"):
         logits = predict(net, phi, every(support), every(queries), mode == "transductive")
