@@ -4,6 +4,7 @@ processes, exit statuses, Ctrl-C and SIGTERM. ``cli.py`` declares the commands o
 """
 import argparse
 import dataclasses
+import re
 import signal
 import sys
 import threading
@@ -136,17 +137,45 @@ def workers_for(args, tasks=None):
     if scheduler:
         try:
             return Workers.dask(scheduler)
-        except (OSError, TimeoutError, RuntimeError) as err:
+        except (OSError, TimeoutError, RuntimeError, ValueError) as err:
             raise UsageError(f"--scheduler {scheduler}: {err}") from None
     return Workers.local(workers) if workers > 1 else nullcontext()
 
 
+#: a Dask scheduler's address: [protocol://]host:port, as ``distributed.Client`` takes it
+SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})/?")
+
+
 def check_scale(args):
+    """--workers, --scheduler and --memory, refused in one line before any work."""
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be an integer of at least 1, got {workers}")
     if scheduler and workers is not None:
         raise UsageError("--workers and --scheduler exclude each other (a cluster has its own workers)")
+    if scheduler is not None:
+        match = SCHEDULER.fullmatch(scheduler)
+        if not match or not 0 < int(match[1]) < 65536:
+            raise UsageError("--scheduler must be a Dask scheduler's address, [tcp|tls|ws|wss|ucx://]HOST:PORT "
+                             f"such as tcp://10.0.0.1:8786, got {scheduler!r}")
+    if getattr(args, "memory", None) is not None:
+        from .memory import parse
+        try:
+            parse(args.memory, "--memory")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+
+@contextmanager
+def memory_budget(args):
+    """--memory as $MINIREPTILE_MEMORY while the command runs (its worker processes inherit it)."""
+    from .memory import ENV
+    from .workers import _environment
+    if getattr(args, "memory", None) is None:
+        yield
+        return
+    with _environment({ENV: args.memory}):
+        yield
 
 
 
@@ -196,7 +225,8 @@ def run(build_parser, argv=None):
         try:
             args = parse(build_parser, argv)
             check_scale(args)
-            args.run(args)
+            with memory_budget(args):
+                args.run(args)
         except KeyboardInterrupt as err:
             print(f"\n{interrupted(args, err)}", file=sys.stderr)
             return 128 + getattr(err, "signum", signal.SIGINT)

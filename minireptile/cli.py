@@ -315,6 +315,9 @@ def build_parser():
                             "per core, at most one per task of a meta-batch)")
     scale.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, "
                        "e.g. tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
+    scale.add_argument("--memory", metavar="SIZE", help="what each process's chunks of images may hold at once, "
+                       "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 512M; about 300 MB more per process "
+                       "comes on top)")
 
     def command(name, help_text, handler, parents=(), out=True):
         p = commands.add_parser(name, help=help_text, description=help_text, parents=[common, *parents],

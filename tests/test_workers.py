@@ -119,6 +119,37 @@ def test_workers_and_scheduler_flags_are_checked_before_any_work(data, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1", "notanaddress", "http://10.0.0.1:8786",
+                                     "tcp://10.0.0.1:99999", "tcp://10.0.0.1:8786/x"])
+def test_a_malformed_scheduler_address_is_refused_in_one_line_before_any_work(refused, monkeypatch, tmp_path,
+                                                                             address):
+    from minireptile.tasks import omniglot
+    monkeypatch.setattr(omniglot, "pools", lambda *a, **k: pytest.fail("the data was read before the refusal"))
+    line = refused(["omniglot", "--data", tmp_path, "--scheduler", address])
+    assert line == ("error: --scheduler must be a Dask scheduler's address, [tcp|tls|ws|wss|ucx://]HOST:PORT "
+                    f"such as tcp://10.0.0.1:8786, got {address!r}")
+
+
+def test_a_well_formed_scheduler_address_passes_the_check():
+    from types import SimpleNamespace
+    from minireptile._shell import check_scale
+    for address in ("tcp://10.0.0.1:8786", "127.0.0.1:8786", "tls://scheduler.example.org:8786", "[::1]:8786"):
+        check_scale(SimpleNamespace(workers=None, scheduler=address))
+
+
+def test_the_memory_flag_is_refused_in_one_line_and_reaches_the_workers_as_the_budget(refused, tmp_path,
+                                                                                      monkeypatch):
+    from minireptile import memory
+    from minireptile._shell import memory_budget
+    from types import SimpleNamespace
+    assert refused(["omniglot", "--data", tmp_path, "--memory", "lots"]) == \
+        "error: --memory must be a size in bytes such as 512M or 1.5G, got 'lots'"
+    monkeypatch.delenv(memory.ENV, raising=False)
+    with memory_budget(SimpleNamespace(memory="64M")):
+        assert os.environ[memory.ENV] == "64M" and memory.budget() == 64 * 2 ** 20
+    assert memory.ENV not in os.environ                       # the caller's environment, as it was
+
+
 def children(pid):
     """Every live descendant of ``pid`` (workers and the resource tracker), from /proc."""
     found, todo = [], [pid]
