@@ -244,11 +244,27 @@ def test_the_right_answer_passes(name, capsys):
     assert f"{name}: passed" in capsys.readouterr().out
 
 
+#: the kind of verdict each mutant must get where it is not "value" (a wrong number at the right shape)
+KINDS = {("linear_backward", 0): "shape", ("fomaml_gradient", 2): "shape", ("adapted_mse", 2): "shape",
+         ("linear_backward", 4): "type", ("linear_backward", 5): "raised", ("relative_variance", 4): "shape"}
+MUTANTS["linear_backward"] += [
+    lambda x, W, dy: (dy @ W.T, x.T @ dy),                                            # forgets db
+    lambda x, W, dy: (dy @ W, x.T @ dy, dy.sum(0)),                                   # W not transposed: raises
+]
+MUTANTS["relative_variance"].append(lambda u: ((u - u.mean(0)) ** 2).sum(0) / (u.mean(0) ** 2))   # per parameter
+
+
 @pytest.mark.parametrize("name,index", [(n, i) for n in sorted(MUTANTS) for i in range(len(MUTANTS[n]))])
 @pytest.mark.slow
-def test_every_mutant_is_rejected_with_words(name, index):
-    with pytest.raises(ExerciseFailed, match=rf"^{name} is wrong: .*(shape|rel_error|raised|expected)"):
+def test_every_mutant_is_rejected_with_words_of_its_kind(name, index, capsys):
+    kind = KINDS.get((name, index), "value")
+    words = {"value": "rel_error|expected", "shape": "has shape .*, expected", "type": "should return|None|not an",
+             "raised": "raised"}[kind]
+    with pytest.raises(ExerciseFailed, match=rf"^{name} (is wrong: .*({words})|raised)") as failed:
         getattr(exercises, f"check_{name}")(MUTANTS[name][index])
+    assert failed.value.kind == kind, str(failed.value)
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == str(failed.value).splitlines()[0][:len(printed.splitlines()[0])]
 
 
 def test_every_exercise_has_a_check_a_right_answer_and_three_mutants():
@@ -257,11 +273,75 @@ def test_every_exercise_has_a_check_a_right_answer_and_three_mutants():
         assert len(MUTANTS[name]) >= 3, name
 
 
-def test_a_stub_stops_the_check_with_not_implemented_error():
+@pytest.mark.parametrize("name", sorted(RIGHT))
+def test_an_unfilled_stub_says_in_one_line_that_it_is_not_done(name, capsys):
     def stub(*args):
-        raise NotImplementedError("write the backward pass of Linear")
-    with pytest.raises(NotImplementedError, match="backward pass of Linear"):
-        exercises.check_linear_backward(stub)
+        # YOUR CODE HERE
+        raise NotImplementedError()
+    with pytest.raises(ExerciseFailed) as failed:
+        getattr(exercises, f"check_{name}")(stub)
+    assert failed.value.kind == "not done" and failed.value.__cause__ is None
+    assert str(failed.value) == f"{name} is not done yet: it raises NotImplementedError"
+    assert capsys.readouterr().out.strip() == str(failed.value)
+
+
+def test_a_wrong_scalar_is_a_wrong_value_not_a_crash(capsys):
+    """The 1/n covariance returns a finite float where the corrected ratio is finite too."""
+    with pytest.raises(ExerciseFailed, match="^relative_variance is wrong: .*(rel_error|expected)") as failed:
+        exercises.check_relative_variance(lambda u: float(MUTANTS["relative_variance"][1](u)))
+    assert failed.value.kind == "value" and "raised" not in str(failed.value)
+
+
+def test_the_students_own_error_keeps_their_traceback_and_not_the_checkers(capsys):
+    def linear_backward(x, W, dy):
+        dx = dy @ W                                      # the student's line: W not transposed
+        return dx, x.T @ dy, dy.sum(axis=0)
+    with pytest.raises(ExerciseFailed, match=r"^linear_backward raised ValueError: .* when called with x of "
+                                             r"shape \(\d+, \d+\), W of shape") as failed:
+        exercises.check_linear_backward(linear_backward)
+    assert failed.value.kind == "raised" and isinstance(failed.value.__cause__, ValueError)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("linear_backward raised ValueError") and len(lines[0]) <= 88
+    assert "dx = dy @ W" in out and "in linear_backward" in out
+    assert "minireptile/exercises.py" not in out and "_checking.py" not in out and "hypothesis" not in out
+
+
+def test_an_answer_of_the_wrong_kind_is_said_in_words():
+    with pytest.raises(ExerciseFailed, match="dlogits is None") as failed:
+        exercises.check_softmax_cross_entropy_backward(lambda logits, labels: None)
+    assert failed.value.kind == "type"
+    with pytest.raises(ExerciseFailed, match="should return 3 values .*, got a ndarray") as failed:
+        exercises.check_batchnorm_backward(lambda x, gamma, dy, eps: dy)
+    assert failed.value.kind == "type"
+
+
+def test_a_crash_of_the_check_itself_is_not_blamed_on_the_student(monkeypatch):
+    from minireptile import _checking
+
+    def broken(*args, **kwargs):
+        raise KeyError("an internal table")
+    monkeypatch.setattr(_checking, "compare", broken)
+    monkeypatch.setattr(exercises, "compare", broken)
+    with pytest.raises(KeyError) as crashed:
+        exercises.check_reptile_step(reptile_step)
+    assert not isinstance(crashed.value, ExerciseFailed)
+    assert any("bug in minireptile's check" in note for note in crashed.value.__notes__)
+
+
+def test_the_verdict_is_wrapped_to_a_readable_width(capsys):
+    with pytest.raises(ExerciseFailed):
+        exercises.check_adapted_mse(MUTANTS["adapted_mse"][0])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) >= 2 and all(len(line) <= 88 for line in out)
+
+
+def test_checks_write_no_hypothesis_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exercises.check_reptile_step(reptile_step)
+    with pytest.raises(ExerciseFailed):
+        exercises.check_reptile_step(MUTANTS["reptile_step"][0])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_col2im_is_the_adjoint_of_im2col():
