@@ -61,7 +61,8 @@ class CompareConfig:
     eval_iters: int = option(10, "inner SGD steps on the support set when evaluating", train=False)
     eval_batch: int = option(5, "images per inner minibatch when evaluating", train=False)
     eval_every: int = option(1000, "evaluate, and measure the variance, every this many iterations")
-    eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
+    eval_tasks_during: int = option(None, "test tasks of each evaluation during training (default: 100, or "
+                                    "--eval-tasks where that is fewer)", type=int)
     eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
     variance_tasks: int = option(100, "tasks whose meta-gradients give the variance at each point")
     seed: int = option(0, "random seed of the initialization, the tasks and the split")
@@ -74,6 +75,9 @@ class CompareConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("methods", "distinct names", self.methods)
         check_int("ways", self.ways, low=2)
+        check_int("eval_tasks", self.eval_tasks)
+        if self.eval_tasks_during is None:
+            object.__setattr__(self, "eval_tasks_during", min(100, self.eval_tasks))
         for k in self.shots:
             check_int("shots", k)
         for name in ("iterations", "inner_iters", "inner_batch", "meta_batch", "eval_iters", "eval_batch",
@@ -123,15 +127,20 @@ BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=4, eval_tasks_du
            "full": {}}
 
 
-def update_variance(net, theta, pool, config):
-    """{method: variance statistics} of every method's meta-gradient at ``theta``, each on the
-    same ``config.variance_tasks`` tasks (the same at every call), cosines against MAML's mean."""
+def update_variance(net, theta, pool, config, methods=None):
+    """{method: variance statistics} of the meta-gradients of ``methods`` (default: the methods the
+    configuration trains, ``config.methods``) at ``theta``, each on the same ``config.variance_tasks``
+    tasks (the same at every call), with cosines against MAML's mean where MAML is among them. The
+    tasks are drawn whole and their meta-gradients computed as many at a time as the memory budget holds."""
+    methods = tuple(m for m in METHODS if m in (config.methods if methods is None else methods))
     draws = {}                                       # one draw per kind of tail: Reptile and MAML share theirs
-    for method, (_, tail) in METHODS.items():
+    for method in methods:
+        tail = METHODS[method][1]
         if tail not in draws:
             draws[tail] = config.sampler(pool, method, config.variance_tasks)(stream(config.seed, "variance tasks"))
-    methods = {method: (gradient, draws[tail]) for method, (gradient, tail) in METHODS.items()}
-    grads = variance.task_gradients(net, theta, draws[None], config.inner_lr, softmax_cross_entropy, methods)
+    rules = {method: (METHODS[method][0], draws[METHODS[method][1]]) for method in methods}
+    grads = variance.task_gradients(net, theta, next(iter(draws.values())), config.inner_lr, softmax_cross_entropy,
+                                    rules)
     return variance.compare({m: config.inner_lr * g for m, g in grads.items()}, "maml", config.meta_batch)
 
 
@@ -308,8 +317,8 @@ def run(config, train_pool, test_pool, out, split="", resume=False, progress=Tru
         methods[method] = _method_result(method, result, at_init, finals, config)
     methods = {m: methods[m] for m in METHODS if m in methods}
     paired = paired_differences(methods, config)
-    results = Comparison(to_dict(config), split, PAPER, update_variance(net, theta0, train_pool, config), methods,
-                         paired, {})
+    at_init_variance = update_variance(net, theta0, train_pool, config, methods)   # the methods shown, no others
+    results = Comparison(to_dict(config), split, PAPER, at_init_variance, methods, paired, {})
     results = dataclasses.replace(results, claims=claims(results))
     write_json(out.file("method_comparison.json"), results.to_dict())
     plots.method_comparison(results, out.file("method_comparison.png"))
@@ -394,6 +403,9 @@ def claims(results):
     points = [(at, stats) for at, stats in [("init", results.variance_at_init)] +
               [(f"{m} at {v['iteration']}", v["statistics"]) for m, r in methods.items() for v in r.variance]]
     key = "relative_variance_corrected"
+    if "reptile" not in results.variance_at_init or len(results.variance_at_init) < 2:
+        return out                                   # Reptile's variance against no other method's: no claim
+    points = [(at, s) for at, s in points if "reptile" in s]
     unmeasured = [at for at, s in points if not np.isfinite(s["reptile"][key])]   # Reptile's own hidden
     points = [(at, s) for at, s in points if at not in unmeasured]
     lower = [all(s["reptile"][key] < s[m][key] for m in s if m != "reptile") for _, s in points]

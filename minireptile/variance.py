@@ -21,22 +21,44 @@ signal = |m|^2 - tr S / n of |E g|^2, and the relative variance and signal-to-no
 import numpy as np
 
 from .meta import meta_gradient
+from ._program import blas_limited
 
 
-def task_gradients(net, theta, batches, lr, loss, methods):
+@blas_limited()
+def task_gradients(net, theta, batches, lr, loss, methods, memory=None):
     """{name: (n, P)}: each method's meta-gradient for each of n tasks at theta (P,).
 
     ``batches``: the k minibatches of the n tasks, each (n, B, ...) on the task axis. ``methods``:
     {name: method} with the methods of ``meta_gradient`` ("reptile", "fomaml", "maml", weights),
     or {name: (method, batches)} for a method that needs other minibatches (FOMAML's separate tail).
+    The tasks run as many at a time as ``memory`` bytes hold (default: the process's budget,
+    ``minireptile.memory``); each task's meta-gradient is the same however many run beside it.
     """
     n = len(batches[0][0])
-    thetas = np.broadcast_to(theta, (n,) + np.shape(theta))
     out = {}
     for name, method in methods.items():
         method, own = method if isinstance(method, tuple) else (method, batches)
-        out[name] = meta_gradient(net, thetas, own, lr, loss, method)
+        step = tasks_at_once(net, own, method, np.asarray(theta).dtype, memory)
+        pieces = []
+        for start in range(0, n, step):
+            part = slice(start, min(start + step, n))
+            thetas = np.broadcast_to(theta, (part.stop - part.start,) + np.shape(theta))
+            pieces.append(meta_gradient(net, thetas, [(x[part], y[part]) for x, y in own], lr, loss, method))
+        out[name] = np.concatenate(pieces)
     return out
+
+
+def tasks_at_once(net, batches, method, dtype=np.float32, memory=None):
+    """How many tasks' meta-gradients may run at once within ``memory`` bytes: each holds one
+    minibatch's forward caches and backward pass at a time (complex ones for MAML's Hessian-vector
+    products) and its k gradients; at least 1."""
+    from . import memory as budget
+    k, x = len(batches), np.asarray(batches[0][0])
+    complex_ = method == "maml"
+    kind = (np.complex64 if dtype == np.float32 else np.complex128) if complex_ else dtype
+    per_task = (budget.image_bytes(net, x.shape[2:], kind) * x.shape[1] * budget.BACKWARD
+                + budget.task_bytes(net, 2 * k, kind))
+    return max(1, int((budget.budget() if memory is None else memory) // per_task))
 
 
 def statistics(grads, meta_batch=5, reference=None):

@@ -114,6 +114,45 @@ def test_update_variance_measures_every_method_on_the_same_tasks():
     np.testing.assert_allclose(0.05 * grads[0], theta - phi, rtol=1e-8, atol=1e-12)
 
 
+def test_compare_methods_reptile_maml_computes_no_fomaml_statistic(data, tmp_path, monkeypatch):
+    rules = []
+    real = comparison.variance.meta_gradient
+
+    def spy(net, thetas, batches, lr, loss, method):
+        rules.append(method)
+        return real(net, thetas, batches, lr, loss, method)
+    monkeypatch.setattr(comparison.variance, "meta_gradient", spy)
+    monkeypatch.setenv("MINIREPTILE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", str(data), "--out", str(out), *TINY, "--methods", "reptile", "maml"]) == 0
+    assert rules and set(rules) == {"reptile", "maml"}
+    saved = json.loads((out / "method_comparison.json").read_text())
+    assert set(saved["variance_at_init"]) == {"reptile", "maml"}
+    for r in saved["methods"].values():
+        assert all(set(v["statistics"]) == {"reptile", "maml"} for v in r["variance"])
+    assert main(["compare", "--data", str(data), "--out", str(tmp_path / "one"), *TINY, "--methods", "fomaml-shared"]) == 0
+    saved = json.loads((tmp_path / "one" / "method_comparison.json").read_text())
+    assert set(saved["variance_at_init"]) == {"fomaml-shared"} and "Reptile's update has lower variance" not in saved["claims"]
+
+
+def test_variance_in_chunks_of_the_budget_equals_all_tasks_at_once():
+    images = np.random.default_rng(0).uniform(0, 1, (6, 5, 8, 8))
+    pool = fewshot.ClassPool(images)
+    net = mr.omniglot_net(ways=3, width=4, blocks=2, image_size=8)
+    config = comparison.CompareConfig(ways=3, train_shots=4, inner_batch=3, inner_iters=3, variance_tasks=7)
+    theta = net.init(np.random.default_rng(1), dtype=np.float32)
+    batches = config.sampler(pool, "reptile", 7)(stream(config.seed, "variance tasks"))
+    rules = {m: m for m in ("reptile", "fomaml", "maml")}
+    whole = comparison.variance.task_gradients(net, theta, batches, 0.05, mr.softmax_cross_entropy, rules, memory=2 ** 30)
+    assert comparison.variance.tasks_at_once(net, batches, "maml", memory=2 ** 30) >= 7
+    assert comparison.variance.tasks_at_once(net, batches, "reptile", memory=60_000) in range(2, 7)
+    for budget in (1, 60_000):                       # one task at a time; a few
+        parts = comparison.variance.task_gradients(net, theta, batches, 0.05, mr.softmax_cross_entropy, rules,
+                                                   memory=budget)
+        for m in rules:
+            np.testing.assert_array_equal(parts[m], whole[m])
+
+
 def results_for(differences, relative, curves):
     """A Comparison with the given paired differences (reptile - maml), relative variances
     {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]}."""

@@ -188,3 +188,45 @@ def test_evaluation_chunks_shrink_with_ways_and_shots_so_20_way_5_shot_fits_in_m
 def test_a_protocol_refuses_an_unknown_inner_optimizer():
     with pytest.raises(ValueError, match="inner must be 'adam' or 'sgd', got 'rmsprop'"):
         fewshot.Protocol(inner="rmsprop")
+
+
+@pytest.fixture
+def tiny_omniglot(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPTILE_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    write_zip(data / "images_background.zip", layout("images_background", ["A", "B", "C"], 4, 4))
+    return data
+
+
+def scored_calls(monkeypatch):
+    """[(desc, tasks)] of every evaluation a command makes, in order."""
+    calls, real = [], fewshot.task_scores
+
+    def spy(net, theta, pool, rng, protocol, tasks, **kwargs):
+        calls.append((kwargs.get("desc"), tasks, protocol.shots))
+        return real(net, theta, pool, rng, protocol, tasks, **kwargs)
+    monkeypatch.setattr(fewshot, "task_scores", spy)
+    return calls
+
+
+def test_eval_tasks_3_draws_3_tasks_in_every_evaluation_and_eval_every_0_none_during_training(
+        tiny_omniglot, tmp_path, monkeypatch):
+    calls = scored_calls(monkeypatch)
+    drawn, real_draw = [], fewshot.ClassPool.draw
+    monkeypatch.setattr(fewshot.ClassPool, "draw", lambda self, rng, T, *a: drawn.append(T) or real_draw(self, rng, T, *a))
+    base = ["omniglot", "--data", tiny_omniglot, "--test-alphabets", "C", "--ways", "3", "--iterations", "2",
+            "--train-shots", "3", "--meta-batch", "2", "--eval-iters", "2", "--eval-tasks", "3", "--quiet",
+            "--workers", "1"]
+    assert main([str(a) for a in base + ["--eval-every", "1", "--out", tmp_path / "a"]]) == 0
+    during = [tasks for desc, tasks, _ in calls if desc == "evaluating"]
+    assert during == [3, 3]                                  # iterations 1 and 2: 3 tasks, not 100
+    assert [tasks for desc, tasks, _ in calls if desc.startswith("final")] == [3, 3]   # carried-over, fresh
+    assert sum(drawn) - 2 * 2 == 3 * 4                       # every test task drawn: 4 evaluations of 3
+    calls.clear()
+    assert main([str(a) for a in base + ["--eval-every", "0", "--out", tmp_path / "b"]]) == 0
+    assert [desc for desc, *_ in calls] == ["final evaluation, carried-over Adam state",
+                                            "final evaluation, fresh Adam state"]
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["learning_curve"] == [] and not (tmp_path / "b" / "learning_curve.png").exists()
+    assert results["config"]["eval_tasks_during"] == 3

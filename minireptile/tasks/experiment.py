@@ -17,6 +17,9 @@ from ..seeds import stream
 from ..train import Scoring, TrainConfig, meta_train, save_checkpoint
 from . import fewshot
 
+#: test tasks of each evaluation during training, unless --eval-tasks (the final evaluation's) is fewer
+EVAL_TASKS_DURING = 100
+
 #: meta.METHODS but joint training, which has a study of its own (joint.py) and no place in this one
 METHODS = tuple(m for m in meta.METHODS if m != "joint")
 
@@ -43,8 +46,10 @@ class FewShotConfig:
                         "earlier minibatches never saw (the separate tail)")
     eval_iters: int = option(50, "inner steps when evaluating")
     eval_batch: int = option(5, "images per inner minibatch when evaluating")
-    eval_every: int = option(1000, "evaluate during training every this many iterations (0: once, at the end)")
-    eval_tasks_during: int = option(100, "test tasks of each evaluation during training")
+    eval_every: int = option(1000, "evaluate during training every this many iterations and at the end (0: no "
+                             "evaluation during training, only the final one)")
+    eval_tasks_during: int = option(None, "test tasks of each evaluation during training (default: 100, or "
+                                    "--eval-tasks where that is fewer)", type=int)
     eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
     checkpoint_every: int = option(500, "write the checkpoint every this many iterations", train=False)
     final_shots: tuple = option(None, "support images per class (K) of the final evaluations, one "
@@ -61,6 +66,9 @@ class FewShotConfig:
         if self.inner_lr is None:
             object.__setattr__(self, "inner_lr", 0.1 if inner == "sgd" else 0.001)
         check_int("ways", self.ways, low=2)
+        check_int("eval_tasks", self.eval_tasks)
+        if self.eval_tasks_during is None:
+            object.__setattr__(self, "eval_tasks_during", min(EVAL_TASKS_DURING, self.eval_tasks))
         for name in ("shots", "iterations", "inner_batch", "inner_iters", "train_shots", "meta_batch",
                      "eval_iters", "eval_batch", "eval_tasks_during", "eval_tasks", "checkpoint_every"):
             check_int(name, getattr(self, name))
@@ -147,9 +155,9 @@ def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, ex
           progress=True, desc=None, workers=None, report=None):
     """Meta-train ``net`` from a fresh float32 initialization; returns the TrainResult.
 
-    Every ``config.eval_every`` iterations, ``config.eval_tasks_during`` tasks of ``curve_pool``
-    (the test classes, or validation classes where the data has them) are scored, always the same
-    ones, for the learning curve. ``workers`` (``workers.Workers``) spreads the task slots of
+    Every ``config.eval_every`` iterations and at the end, ``config.eval_tasks_during`` tasks of
+    ``curve_pool`` (the test classes, or validation classes where the data has them) are scored, always
+    the same ones, for the learning curve; ``eval_every`` 0: none (no learning curve). ``workers`` (``workers.Workers``) spreads the task slots of
     training and the tasks of evaluation over processes or a cluster. ``report`` goes to ``meta_train``.
     """
     sample = fewshot.training_sampler(train_pool, config.ways, config.train_shots, config.inner_batch,
@@ -162,8 +170,9 @@ def train(net, config, train_pool, curve_pool, checkpoint=None, resume=False, ex
         return {mode: accuracy for mode, (accuracy, _) in scores.items()}
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
+    scoring = Scoring(periodic, report=report) if config.eval_every else None
     return meta_train(net, theta, sample, softmax_cross_entropy, config.train_config(),
-                      checkpoint=checkpoint, resume=resume, evaluate=Scoring(periodic, report=report),
+                      checkpoint=checkpoint, resume=resume, evaluate=scoring,
                       experiment=experiment, progress=progress, workers=workers,
                       desc=desc or f"{config.ways}-way {config.shots}-shot {config.method}")
 
