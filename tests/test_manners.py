@@ -58,3 +58,43 @@ def test_the_command_line_computes_with_one_blas_thread_unless_told():
     assert run(env) == "1"
     if (os.cpu_count() or 1) >= 2:
         assert run(env | {"OPENBLAS_NUM_THREADS": "2"}) == "2"          # the user's choice wins
+
+
+IMPORT_THE_KIT = r"""
+import ctypes, json, signal, sys, threading, warnings
+calls = []
+class Spy:                                          # records any mallopt through ctypes
+    def __init__(self, lib):
+        self._lib = lib
+    def __getattr__(self, name):
+        if name == "mallopt":
+            calls.append(name)
+        return getattr(self._lib, name)
+real_cdll = ctypes.CDLL
+ctypes.CDLL = lambda *a, **k: Spy(real_cdll(*a, **k))
+import numpy as np
+from threadpoolctl import threadpool_info
+def state():
+    import matplotlib
+    return dict(threads=threading.active_count(), blas=[p["num_threads"] for p in threadpool_info()],
+                backend=matplotlib.rcParams._get_backend_or_none(), filters=len(warnings.filters),
+                sigint=str(signal.getsignal(signal.SIGINT)), err=np.geterr(), print=str(np.get_printoptions()))
+before = state()
+import minireptile.testing
+after = state()
+print(json.dumps(dict(before=before, after=after, mallopt=calls, hypothesis="hypothesis" in sys.modules,
+                      pyplot="matplotlib.pyplot" in sys.modules)))
+"""
+
+
+def test_importing_the_testing_kit_changes_no_process_wide_state():
+    """A student's test file imports minireptile.testing: no threads, BLAS settings, matplotlib backend,
+    allocator tuning, warnings filters or numpy error settings change, and neither hypothesis nor pyplot
+    is imported until used."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    result = subprocess.run([sys.executable, "-c", IMPORT_THE_KIT], capture_output=True, text=True, timeout=120,
+                            env=env | {"MPLBACKEND": "svg"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["after"] == report["before"]
+    assert report["mallopt"] == [] and not report["hypothesis"] and not report["pyplot"]
