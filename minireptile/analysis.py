@@ -18,6 +18,8 @@ AvgGradInner = E[Hbar_i gbar_j] (i != j) = 1/2 d/dtheta E[gbar_i . gbar_j]:
 """
 import numpy as np
 
+from ._program import blas_limited
+
 #: (coefficient on AvgGrad, coefficient on -lr AvgGradInner) of each expected update.
 EXPECTED_COEFFICIENTS = {
     "maml": lambda k: (1.0, 2.0 * (k - 1)),
@@ -105,6 +107,7 @@ def sine_task(rng, k, batch_size=10):
     return list(zip(x, y))
 
 
+@blas_limited()
 def residual_curves(net, theta, batches, loss, lrs, methods=("maml", "fomaml", "reptile")):
     """{method: (residual with the lr terms, residual without them)} over ``lrs``, and slopes."""
     from .meta import meta_gradient
@@ -118,6 +121,7 @@ def residual_curves(net, theta, batches, loss, lrs, methods=("maml", "fomaml", "
     return curves
 
 
+@blas_limited()
 def coefficient_table(net, theta, tasks, loss, lr, levels=3, bootstrap=200, seed=0):
     """Measured (a, b) of each method's expected update, with bootstrap standard errors over tasks.
 
@@ -190,6 +194,7 @@ BUDGETS = {"smoke": dict(hidden=16, step_sizes=4, tasks=6, bootstrap=20, iterati
            "full": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000)}
 
 
+@blas_limited()
 def run_all(out, budget="full", seed=0, progress=True):
     """The four checks of notebook 02 on the sine MLP at a named budget (``BUDGETS``):
     taylor_residuals.png, inner_product.png and taylor.json in the folder ``out``; returns the numbers."""

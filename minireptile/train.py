@@ -27,6 +27,7 @@ from .inner import AdamState
 from .meta import linear_schedule, make_outer, meta_direction
 from .seeds import stream
 from .workers import WorkerLost
+from ._program import blas_limited
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class _StopFlag:
             signal.signal(s, signal.SIG_DFL if previous is None else previous)
 
 
+@blas_limited()
 def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=False, evaluate=None,
                experiment=None, progress=True, desc="meta-training", callback=None, workers=None, update=None):
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.

@@ -16,6 +16,7 @@ from ..inner import run_adam, run_sgd
 from ..losses import softmax_cross_entropy
 from ..memory import image_bytes, images_at_once
 from .. import memory as _memory
+from .._program import blas_limited
 
 
 class Pool:
@@ -250,6 +251,7 @@ class Protocol:
             raise ValueError(f"inner must be 'adam' or 'sgd', got {self.inner!r}")
 
 
+@blas_limited()
 def evaluate(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
              desc="evaluation", workers=None, chunk=50):
     """Accuracy on ``tasks`` held-out tasks of ``pool``, each scored as ``protocol`` (a Protocol) says.
@@ -272,6 +274,7 @@ def evaluate(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=No
     return results
 
 
+@blas_limited()
 def task_scores(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
                 desc="evaluation", workers=None, chunk=50):
     """``evaluate``'s scores task by task: {mode: (R, tasks)}, the fraction of each task's queries
