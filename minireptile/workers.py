@@ -19,12 +19,18 @@ iteration, writes the checkpoint and closes the pool); SIGTERM ends them (the ex
 its workers that way when one has died), and a driver that got SIGTERM too writes the checkpoint of
 its last finished iteration (see ``train.meta_train``). Each worker also watches its parent:
 when the driver is gone, however it died (SIGKILL included), the worker removes the pool files and
-exits within a second. The watch is a thread that polls ``os.getppid()``, on every platform; a
-Linux parent-death signal would be quicker, but it kills the worker before it can remove the files.
+exits within a second; the first of them also unlinks the semaphores of the pool's queues (their names
+are in the folder) and tells the resource tracker, which would otherwise warn of them as leaked. The
+watch is a thread that polls ``os.getppid()``, on every platform; a Linux parent-death signal would be
+quicker, but it kills the worker before it can remove the files. When the workers die with the driver
+(SIGKILL of the process group), the next ``Workers.local`` to start removes what they left: the folders
+``minireptile-workers-<pid>-*`` of drivers that no longer run, and the semaphores those folders name.
 Dask workers belong to the user's cluster: closing the client cancels the driver's futures there.
 """
 import collections
 import concurrent.futures as cf
+import glob
+import json
 import os
 import shutil
 import signal
@@ -55,6 +61,60 @@ def release_semaphores(timeout=5):
     finalizing.join(timeout)
 
 
+_PREFIX = "minireptile-workers-"            # + the driver's process id + a random part
+_SEMAPHORES = "semaphores.json"             # in the folder: the names of the pool's POSIX semaphores
+
+
+def _record_semaphores(executor, folder):
+    """Write the names of the POSIX semaphores of the executor's queues into its folder, so that whoever
+    outlives a killed driver (a worker, or the next driver to start) can remove them."""
+    from multiprocessing.synchronize import SemLock
+    names = [lock._semlock.name for queue in (executor._call_queue, executor._result_queue)
+             for lock in vars(queue).values() if isinstance(lock, SemLock) and lock._semlock.name]
+    with open(os.path.join(folder, _SEMAPHORES), "w") as f:
+        json.dump(names, f)
+
+
+def _unlink_semaphores(folder, tracked):
+    """Unlink the semaphores a folder records (those already gone are skipped); with ``tracked`` also
+    tell the resource tracker, which would otherwise warn of them as leaked when it ends."""
+    import _multiprocessing
+    try:
+        with open(os.path.join(folder, _SEMAPHORES)) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return
+    for name in names:
+        try:
+            _multiprocessing.sem_unlink(name)
+        except OSError:
+            continue
+        if tracked:
+            from multiprocessing import resource_tracker
+            resource_tracker.unregister(name, "semaphore")
+
+
+def remove_stale(tmp=None):
+    """Remove the pool folders (and the semaphores they record) of drivers that no longer run: a driver
+    killed together with its workers (SIGKILL of the process group, the OOM killer) leaves them behind."""
+    for folder in glob.glob(os.path.join(tmp or tempfile.gettempdir(), _PREFIX + "*")):
+        pid = os.path.basename(folder)[len(_PREFIX):].split("-")[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        _unlink_semaphores(folder, tracked=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                 # another user's process
+        return True
+    return True
+
+
 class WorkerLost(RuntimeError):
     """A worker died (killed, out of memory, a lost cluster node) while it held task slots."""
 
@@ -77,12 +137,14 @@ class Workers:
         (default: the cores divided among the workers, so that workers x threads = cores)."""
         import multiprocessing
         threads = threads or max(1, (os.cpu_count() or 1) // n)
-        folder = tempfile.mkdtemp(prefix="minireptile-workers-")     # the pool files; the workers
+        remove_stale()                                               # what killed drivers left behind
+        folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")  # the pool files; the workers
         executor = None                                              # remove it if the driver dies
         try:
             with _environment({name: str(threads) for name in BLAS_THREADS}):
                 executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_start_worker, initargs=(os.getpid(), folder))
+                _record_semaphores(executor, folder)
                 started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
                 cf.wait(started)                                         # these settings
         except BaseException:                        # Ctrl-C while they start: none of them is left behind
@@ -251,6 +313,11 @@ def _watch(driver, folder, every=0.25):
     init or a subreaper), remove the shared pool files and end the process at once."""
     while os.getppid() == driver:
         time.sleep(every)
+    try:                                   # the first worker to get here removes the semaphores too
+        os.close(os.open(os.path.join(folder, "cleaning"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        _unlink_semaphores(folder, tracked=True)
+    except OSError:
+        pass
     shutil.rmtree(folder, ignore_errors=True)
     os._exit(1)
 

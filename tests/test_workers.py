@@ -212,10 +212,39 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_and_no_pool_file(data, tm
     process, out, tmp, descendants = start_training(data, tmp_path)
     reaper.extend(descendants + [process.pid])
     assert len(descendants) >= 2 and list(tmp.glob("minireptile-workers-*")), descendants
+    with open(next(tmp.glob("minireptile-workers-*")) / "semaphores.json") as f:
+        semaphores = json.load(f)
+    assert len(semaphores) == 5 and all(Path("/dev/shm/sem." + n.lstrip("/")).exists() for n in semaphores)
     process.kill()                                               # the OOM killer, a hard time limit
-    process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=60)                 # once the resource tracker has ended too
     assert gone_within(descendants, 10) == []
     assert list(tmp.iterdir()) == []
+    assert "leaked semaphore" not in stderr and "Traceback" not in stderr, stderr
+    assert not any(Path("/dev/shm/sem." + n.lstrip("/")).exists() for n in semaphores)
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux's /dev/shm to see the semaphores")
+def test_the_next_start_removes_the_folder_and_semaphores_of_a_driver_that_died_with_its_workers(tmp_path,
+                                                                                                  monkeypatch):
+    import _multiprocessing
+    import tempfile
+    from multiprocessing.synchronize import SEMAPHORE
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)                                      # a process id that no longer runs
+    stale, live = tmp_path / f"minireptile-workers-{pid}-x1", tmp_path / f"minireptile-workers-{os.getpid()}-x2"
+    name = f"/mp-test-{os.getpid()}"
+    _multiprocessing.SemLock(SEMAPHORE, 1, 1, name, False)      # left in /dev/shm, as a killed driver leaves it
+    for folder in (stale, live):
+        folder.mkdir()
+        np.save(folder / "pool.npy", np.zeros(1000))
+        (folder / "semaphores.json").write_text(json.dumps([name]) if folder is stale else "[]")
+    assert Path(f"/dev/shm/sem.{name[1:]}").exists()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with Workers.local(2) as workers:
+        assert Path(workers._folder).parent == tmp_path and Path(workers._folder).name.startswith(
+            f"minireptile-workers-{os.getpid()}-")
+        assert not stale.exists() and live.exists()              # a running driver's folder stays
+        assert not Path(f"/dev/shm/sem.{name[1:]}").exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
