@@ -81,3 +81,63 @@ def test_eval_json_is_not_replaced_unasked(tmp_path, capsys):
     assert main(["omniglot-eval", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "none.npz"),
                  "--json", str(target), "--quiet"]) == 2
     assert "--json" in one_line(capsys) and target.read_text() == "{}"
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_the_tests_write_nothing_under_the_users_cache_folder(tmp_path):
+    """The refusal tests read Omniglot without setting MINIREPTILE_CACHE themselves: the suite's own
+    cache folder takes what they cache. Run with HOME a temporary folder and no cache variable set."""
+    import os
+    import subprocess
+    import sys
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MINIREPTILE_CACHE", "XDG_CACHE_HOME")} | {
+        "HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                           "tests/test_comparison.py", "-k", "refuses"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert not (home / ".cache" / "minireptile").exists(), sorted(map(str, (home / ".cache").rglob("*")))
+
+
+SWALLOWS = '''
+import time
+from pathlib import Path
+
+def test_swallows_ctrl_c():         # as a notebook client turns a KeyboardInterrupt into a cell's failure
+    Path("started").write_text("")
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        pass
+    assert False, "interrupted"
+
+def test_after():
+    Path("after").write_text("")
+'''
+
+
+@pytest.mark.slow
+def test_one_ctrl_c_ends_the_whole_suite(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    (tmp_path / "test_swallow.py").write_text(SWALLOWS)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+                                "--rootdir", str(tmp_path), "test_swallow.py"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)             # a terminal's Ctrl-C: every process of the group
+    output, _ = process.communicate(timeout=60)
+    assert not (tmp_path / "after").exists(), output
+    assert process.returncode == 2 and "KeyboardInterrupt" in output, output
