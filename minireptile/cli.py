@@ -7,6 +7,7 @@ naming the flag, with exit status 2 and no output folder. The experiments live i
 (``tasks.sine``, ``tasks.experiment``, ``analysis``, ``combinations``, ``joint``).
 """
 import dataclasses
+import errno
 from pathlib import Path
 
 from . import _shell
@@ -265,6 +266,8 @@ FIGURES = ("sine.png",)
 
 def cmd_exercises(args):
     from . import course
+    if args.grade:
+        return grade_notebooks(args)
     source = Path(args.notebooks)
     if not source.is_dir() or not list(source.glob("*.ipynb")):
         raise UsageError(f"--notebooks {source}: no notebooks there (they come with the source checkout "
@@ -277,13 +280,32 @@ def cmd_exercises(args):
     print(f"{count} exercises, {sum(p for *_, p, _ in course.EXERCISES)} points; the index is EXERCISES.md")
 
 
+def grade_notebooks(args):
+    """exercises --grade: each notebook run with the instructor's checks at the grading budget."""
+    from . import grading
+    try:
+        for path in args.grade:                        # every file readable before the first one runs
+            grading.graded_version(grading.read_notebook(path), args.notebooks)
+        for path in args.grade:
+            print(grading.report(path, grading.grade(path, args.notebooks)), flush=True)
+    except grading.GradingError as err:
+        raise UsageError(str(err)) from None
+
+
 # ----------------------------------------------------------------------------- demo
 
 def cmd_demo(args):
     from .demo import Model, make_server
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be from 0 to 65535 (0: any free port), got {args.port}")
-    server = make_server(Model(args.checkpoint), args.port)
+    model = Model(args.checkpoint)
+    try:
+        server = make_server(model, args.port)
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(f"--port {args.port}: the port is taken on 127.0.0.1 (another demo or server runs "
+                         "there); choose another with --port N, or --port 0 for any free one") from None
     print(f"minireptile demo: open http://127.0.0.1:{server.server_port}/ (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
@@ -402,6 +424,9 @@ def build_parser():
     from .course import notebooks_folder
     p.add_argument("--notebooks", default=str(notebooks_folder()),
                    help="the instructor notebooks (default: %(default)s)")
+    p.add_argument("--grade", nargs="+", metavar="NOTEBOOK",
+                   help="instead of writing: grade these student notebooks with the instructor's checks at the "
+                        "grading budget and print each exercise's points (needs Jupyter)")
 
     p = command("demo", "the interactive 1-shot classification demo in a browser", cmd_demo, out=False)
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "

@@ -208,3 +208,14 @@ def test_demo_command_refuses_a_wrong_checkpoint(tmp_path, capsys):
     np.savez(tmp_path / "sine.npz", theta=np.zeros(4353, np.float32))
     assert main(["demo", "--checkpoint", str(tmp_path / "sine.npz"), "--port", "0"]) == 2
     assert "needs" in capsys.readouterr().err
+
+
+def test_a_taken_port_is_named_with_a_hint_of_port(refused):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = refused(["demo", "--port", port])
+    assert line == (f"error: --port {port}: the port is taken on 127.0.0.1 (another demo or server runs there); "
+                    "choose another with --port N, or --port 0 for any free one")
