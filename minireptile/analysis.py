@@ -186,10 +186,11 @@ def within_task_inner_product(net, theta, tasks, loss):
 OUTPUTS = ("taylor_residuals.png", "inner_product.png", "taylor.json")
 
 
-#: The analysis's budgets: "smoke" checks that it runs (the suite); "class" (notebook 02) and "full" (the
-#: `taylor` command) are the same: the hidden width, how many step sizes over three decades, tasks and
+#: The analysis's budgets: "smoke" checks that it runs (the suite); "grading" is autograding's (seconds);
+#: "class" (notebook 02) and "full" (the `taylor` command) are the same: the hidden width, how many step sizes over three decades, tasks and
 #: bootstrap draws of the coefficient table, and meta-training iterations for the inner product.
 BUDGETS = {"smoke": dict(hidden=16, step_sizes=4, tasks=6, bootstrap=20, iterations=300),
+           "grading": dict(hidden=16, step_sizes=3, tasks=4, bootstrap=10, iterations=40),
            "class": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000),
            "full": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000)}
 

@@ -209,9 +209,11 @@ class CombinationsConfig:
 #: "class" shows the claims in a lesson (notebook 03: the singles and the sums, 600 iterations, 100 test
 #: tasks, in minutes: docs/course.md); "full" is the command's default that made the committed figure.
 BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=3),
+#: "grading" is autograding's (three runs, seconds: it only has to feed the notebook's later cells);
            "class": dict(iterations=600, eval_every=300, eval_tasks=100, runs=tuple(
                name for name, *_ in RUNS if not name.startswith("avg"))),
            "full": {}}
+           "grading": dict(iterations=2, eval_every=2, eval_tasks=2, runs=("g1", "g2", "g1+g2")),
 
 
 #: the files run writes into its folder

@@ -43,19 +43,39 @@ STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")      # nbgrader's Cle
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
+#: The variable that selects the grading budget: course/nbgrader_config.py sets it for every notebook
+#: nbgrader runs (autograde, validate), and ``exercises --grade`` sets it for the notebook it grades.
+GRADING = "MINIREPTILE_GRADING"
+
+
 def notebook_budget():
-    """The budget a notebook runs at: "smoke" under the test suite (MINIREPTILE_SMOKE=1), else "class"
-    (each study's ``BUDGETS`` say what that is: ten minutes or less on a 2-core laptop)."""
+    """The budget a notebook runs at: "grading" while a notebook is graded ($MINIREPTILE_GRADING=1:
+    the training cells, which carry no points, only feed the later cells; seconds), "smoke" under the
+    test suite ($MINIREPTILE_SMOKE=1), else "class" (each study's ``BUDGETS`` say what that is: ten
+    minutes or less on a 2-core laptop)."""
+    if os.environ.get(GRADING) == "1":
+        return "grading"
     return "smoke" if os.environ.get("MINIREPTILE_SMOKE") == "1" else "class"
+
+
+def caveat(budget, pools=None):
+    """The sentence to print above a notebook's table of results, or None where the numbers are results:
+    on synthetic stand-in data (``pools.synthetic``), or on a budget too small to learn anything."""
+    if pools is not None and getattr(pools, "synthetic", False):
+        return "These numbers are no results: synthetic random patterns stood in for Omniglot (see above)."
+    if budget != "class":
+        return f"These numbers are no results: the {budget} budget is too small to learn anything."
+    return None
 
 
 @contextmanager
 def notebook_workers(most=4):
     """Worker processes for a notebook's long cells, one per core (at most ``most``), or None on a single
-    core: ``with course.notebook_workers() as workers: study.run(..., workers=workers)``. Results equal
+    core or while grading (starting processes would cost more than the grading budget's work):
+    ``with course.notebook_workers() as workers: study.run(..., workers=workers)``. Results equal
     one process's; the workers end with the block, and with the kernel however it dies."""
     count = min(most, os.cpu_count() or 1)
-    if count < 2:
+    if count < 2 or notebook_budget() == "grading":
         yield None
         return
     from .workers import Workers

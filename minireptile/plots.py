@@ -5,6 +5,8 @@ student's own pyplot figures keep working beside these. Each function returns a
 ``matplotlib.figure.Figure``, which a notebook shows inline like any other figure (as the value of a
 cell, or with ``display(fig)``); with ``path`` it is also written there as a PNG, whole or not at all.
 """
+import time
+
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -63,32 +65,49 @@ def learning_curves(curves, path=None, xlabel="outer iteration", ylabel="", titl
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(curves) > 4:                              # many curves (and bands): the legend beside the axes
+        fig.set_size_inches(9, 4.5)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        fig.subplots_adjust(right=0.75)
+    else:
+        ax.legend(fontsize=8)
     return _done(fig, path)
 
 
 class LiveCurves:
     """Learning curves that grow while training runs: ``update(label, x, y)`` adds a point and redraws.
 
-    In a notebook the figure is shown once, where ``LiveCurves`` is made, and replaced in place at each
-    point (IPython's display handle); elsewhere it only collects. ``figure`` is the Figure itself.
+    In a notebook the figure is shown once, where ``LiveCurves`` is made, and replaced in place as points
+    come, at most once every ``every`` seconds (each redraw renders a picture: a fast run would spend
+    more time drawing than training), and once more with every point when the cell ends; elsewhere it
+    only collects. ``figure`` is the Figure itself.
     """
 
-    def __init__(self, xlabel="outer iteration", ylabel="", title="", logy=False, hlines=None):
+    def __init__(self, xlabel="outer iteration", ylabel="", title="", logy=False, hlines=None, every=1.0):
         self.figure, self.ax = _figure(figsize=(7, 4.5))
         self.labels = dict(xlabel=xlabel, ylabel=ylabel, title=title, logy=logy, hlines=hlines or {})
         self.points = {}                                         # {label: ([x], [y])}
+        self.every, self._drawn, self._pending = every, float("-inf"), False
+        self._handle = self._shell = None
         try:
             from IPython import get_ipython
             from IPython.display import display
-            self._handle = display(self.figure, display_id=True) if get_ipython() is not None else None
+            self._shell = get_ipython()
+            if self._shell is not None:
+                self._handle = display(self.figure, display_id=True)
+                self._shell.events.register("post_run_cell", self._cell_done)
         except ImportError:
-            self._handle = None
+            pass
 
     def update(self, label, x, y):
         xs, ys = self.points.setdefault(label, ([], []))
         xs.append(x)
         ys.append(y)
+        self._pending = True
+        if self._handle is None or time.monotonic() - self._drawn >= self.every:
+            self._draw()
+
+    def _draw(self):
         self.ax.clear()
         for name, (px, py) in self.points.items():
             self.ax.plot(px, py, "o-", ms=3, lw=1.5, label=name)
@@ -101,6 +120,13 @@ class LiveCurves:
         self.ax.legend(fontsize=8)
         if self._handle is not None:
             self._handle.update(self.figure)
+        self._drawn, self._pending = time.monotonic(), False
+
+    def _cell_done(self, result=None):
+        """After the cell that made it: the last points drawn, and no more calls from IPython."""
+        if self._pending:
+            self._draw()
+        self._shell.events.unregister("post_run_cell", self._cell_done)
 
 
 def taylor_residuals(lrs, curves_by_k, path=None):

@@ -67,6 +67,7 @@ class Pools:
     description: str
     val: Pool = None
     test_alphabets: tuple = None         # Omniglot: the test alphabets (None: the paper's split)
+    synthetic: bool = False              # random patterns standing in for missing data: no number is a result
 
 
 class ClassPool(Pool):

@@ -1,0 +1,122 @@
+"""Grading a student's notebook without nbgrader: ``python -m minireptile exercises --grade NOTEBOOK``.
+
+It does what ``nbgrader autograde`` does for one notebook: every check cell is put back as the
+instructor notebook has it (so an edited check grades like the original), the notebook runs top to
+bottom in a fresh kernel at the grading budget (``course.GRADING``) in a temporary folder, and each
+check cell that ends without an error earns its points. The verdict of a failed check is the first
+line its cell printed: the check's own sentence.
+"""
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import course
+
+
+class GradingError(ValueError):
+    """The file cannot be graded (not a notebook, no exercise of minireptile's in it)."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One exercise's result: its points out of the exercise's, and the check's words."""
+    exercise: str
+    points: int
+    out_of: int
+    verdict: str
+
+
+def read_notebook(path):
+    """The notebook at ``path`` as a dict, or GradingError saying why it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise GradingError(f"--grade {path}: no such file")
+    try:
+        notebook = json.loads(path.read_text())
+        cells = notebook["cells"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise GradingError(f"--grade {path}: not a Jupyter notebook (.ipynb)") from None
+    if not isinstance(cells, list):
+        raise GradingError(f"--grade {path}: not a Jupyter notebook (.ipynb)")
+    return notebook
+
+
+def _check_cells(notebook):
+    """{exercise: index of its check cell} by nbgrader's grade id, or by the call in the source."""
+    found = {}
+    points = {name for _, name, _, _ in course.EXERCISES}
+    for i, cell in enumerate(notebook["cells"]):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        name = grade_id[len("check_"):] if grade_id.startswith("check_") else None
+        source = "".join(course._lines(cell.get("source", "")))
+        if name is None:
+            name = next((n for n in points if f"exercises.check_{n}(" in source), None)
+        if cell.get("cell_type") == "code" and name in points:
+            found[name] = i
+    return found
+
+
+def graded_version(student, instructor_folder):
+    """The student's notebook with every check cell as the instructor's (hidden tests included), and
+    the exercises it holds; GradingError where it holds none of minireptile's exercises."""
+    theirs = _check_cells(student)
+    exercises = [(nb, name, points) for nb, name, points, _ in course.EXERCISES if name in theirs]
+    if not exercises:
+        raise GradingError("--grade: this notebook holds no exercise of minireptile's (no check cell)")
+    number = exercises[0][0]
+    source = next(Path(instructor_folder).glob(f"{number}_*.ipynb"), None)
+    if source is None:
+        raise GradingError(f"--grade: the instructor notebook {number}_*.ipynb is not in {instructor_folder}")
+    instructor = json.loads(source.read_text())
+    ours = _check_cells(instructor)
+    cells = [dict(cell) for cell in student["cells"]]
+    for name, i in theirs.items():
+        if name in ours:
+            cells[i]["source"] = instructor["cells"][ours[name]]["source"]
+    return student | {"cells": cells}, [(name, points) for nb, name, points in exercises if nb == number]
+
+
+def grade(path, instructor_folder=None, timeout=600):
+    """Run the notebook at ``path`` with the instructor's checks; returns a Mark for each exercise."""
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError:
+        raise GradingError('--grade runs the notebook in a Jupyter kernel: pip install -e ".[notebooks]" '
+                           '(or ".[course]")') from None
+    student = read_notebook(path)
+    notebook, exercises = graded_version(student, instructor_folder or course.notebooks_folder())
+    checks = _check_cells(notebook)
+    nb = nbformat.reads(json.dumps(notebook), as_version=4)       # sources joined into strings
+    with tempfile.TemporaryDirectory(prefix="minireptile-grading-") as folder:
+        client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                                resources={"metadata": {"path": folder}})
+        client.execute(env=os.environ | {course.GRADING: "1"})      # the kernel runs the grading budget
+    marks = []
+    for name, points in exercises:
+        if name not in checks:
+            marks.append(Mark(name, 0, points, "its check cell is missing"))
+            continue
+        outputs = nb.cells[checks[name]].get("outputs", [])
+        error = next((o for o in outputs if o.get("output_type") == "error"), None)
+        printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream").strip()
+        if error is None and outputs:
+            marks.append(Mark(name, points, points, printed.splitlines()[-1] if printed else "passed"))
+        elif error is None:
+            marks.append(Mark(name, 0, points, "the check did not run"))
+        else:
+            first = printed.splitlines()[0] if printed else f"{error['ename']}: {error['evalue']}"
+            marks.append(Mark(name, 0, points, first))
+    return marks
+
+
+def report(path, marks):
+    """The marks as the command prints them."""
+    width = max(len(m.exercise) for m in marks)
+    lines = [f"{path}:"]
+    lines += [f"  {m.exercise:{width}s}  {m.points}/{m.out_of}  {m.verdict}" for m in marks]
+    total, out_of = sum(m.points for m in marks), sum(m.out_of for m in marks)
+    lines.append(f"  {'total':{width}s}  {total}/{out_of}")
+    return "\n".join(lines)
