@@ -80,7 +80,7 @@ def train(net, config, pool, test_pool, *, progress=True, workers=None, update=N
                                       workers=workers)                       # {mode: (1, tasks)}
     read = lambda stored: {mode: np.array(hits) for mode, hits in stored.items()}
     began = time.perf_counter()
-    first = score(theta0)["non-transductive"].mean()
+    first = score(theta0)["non-transductive"].mean()       # every run's iteration 0, scored once (at_start=False)
     results = []
     for name, weights, eps in [run for run in RUNS if run[0] in config.runs]:
         rule = None if update is None else (lambda n, th, b, lr, loss, w=np.array(weights): update(n, th, b, lr, loss, w))
@@ -90,7 +90,7 @@ def train(net, config, pool, test_pool, *, progress=True, workers=None, update=N
         results.append(meta_train(
             net, theta0, lambda rng: shared_minibatches(pool, rng, k=len(weights)), softmax_cross_entropy,
             train_config, checkpoint=None if checkpoints is None else f"{checkpoints}/{_file_name(name)}.npz", resume=resume,
-            evaluate=Scoring(score, read), experiment={"combinations": to_dict(config), "run": name},
+            evaluate=Scoring(score, read, at_start=False), experiment={"combinations": to_dict(config), "run": name},
             progress=progress, desc=name, update=rule))
     return _curves(config, results, float(first), time.perf_counter() - began)
 

@@ -33,7 +33,8 @@ from ._program import blas_limited
 @dataclass(frozen=True)
 class TrainConfig:
     """What the loop needs to know: the budget, the inner and outer steps, and how often to
-    checkpoint and evaluate (``eval_every`` 0: evaluate once, at the end)."""
+    checkpoint and evaluate (``eval_every`` 0: evaluate once, at the end; otherwise a learning curve,
+    from iteration 0)."""
     iterations: int
     lr: float                               # the inner step size alpha
     method: object = "reptile"              # "reptile", "fomaml", "joint", "maml" or weights (tuple)
@@ -60,7 +61,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One call of meta_train's ``evaluate``: after which iteration, the seconds spent training
+    """One call of meta_train's ``evaluate``: after which iteration (0: before any), the seconds spent training
     before it (evaluations excluded), and what it returned."""
     iteration: int
     train_seconds: float
@@ -72,10 +73,13 @@ class Scoring:
     """meta_train's evaluation: ``score(theta)`` returns anything, kept as an Evaluation; checkpoints
     store it as JSON (its ``to_dict()`` if it has one) and ``read(stored)`` turns the earlier ones back
     into values on resume (None: they stay as stored); ``report(evaluation)`` hears each new
-    Evaluation as it is made (live curves)."""
+    Evaluation as it is made (live curves). With ``at_start`` (the default) a learning curve
+    (``eval_every`` > 0) starts with the score of the initial theta, at iteration 0; a study whose runs
+    share one initial theta may score it once itself and give ``at_start=False``."""
     score: object
     read: object = None
     report: object = None
+    at_start: bool = True
 
 
 @dataclass
@@ -153,8 +157,9 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     """Meta-train theta as ``config`` (a TrainConfig) says; returns a TrainResult.
 
     sample(rng) -> [(x_1, y_1), ..., (x_k, y_k)], each (T, B, ...): one meta-batch.
-    evaluate(theta) -> anything, every ``config.eval_every`` iterations and at the end (or a Scoring,
-    which also says how to read earlier values back and whom to tell); each value is kept as an
+    evaluate(theta) -> anything, before the first iteration (iteration 0), every ``config.eval_every``
+    iterations and at the end; with ``eval_every`` 0, once at the end (or a Scoring, which also says how
+    to read earlier values back, whom to tell, and whether to score iteration 0); each value is kept as an
     ``Evaluation`` with its iteration and the time spent training so far, evaluations excluded (so
     that methods of different cost can be compared at equal compute).
     With ``resume`` and an existing ``checkpoint``, training continues from it.
@@ -177,6 +182,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.load()
     start, last = run.it, config.iterations
+    if scoring is not None and scoring.at_start and config.eval_every and run.it == 0 and not run.evals:
+        run.score(scoring)                                   # the learning curve's first point: theta as given
     with _StopFlag() as stop, tqdm(total=last, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
         while run.it < last:

@@ -18,7 +18,7 @@ def test_sine_study_reports_every_k_and_step_size_as_they_come():
     heard = []
     result = joint.sine_study(iterations=25, ks=(1, 5), eps_values=(0.1, 1.0), tasks=5, eval_every=10,
                               report=lambda k, it, mse: heard.append((k, it, mse)))
-    assert set(result.curves) == {1, 5} and result.curves[5].iterations == (10, 20, 25)
+    assert set(result.curves) == {1, 5} and result.curves[5].iterations == (0, 10, 20, 25)
     assert heard == [(k, it, v) for k in (1, 5) for it, v in zip(result.curves[k].iterations, result.curves[k].values)]
     assert set(result.step_sizes) == {0.1, 1.0}
 

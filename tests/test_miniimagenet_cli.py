@@ -45,7 +45,7 @@ def test_training_writes_the_run_and_evaluates_each_final_shot(trained):
                                                       "theta.npz"]
     results = json.loads((out / "results.json").read_text())
     assert set(results["final"]) == {f"{k}-shot, {s} Adam state" for k in (1, 3) for s in ("carried-over", "fresh")}
-    assert [row["iteration"] for row in results["learning_curve"]] == [2, 4]
+    assert [row["iteration"] for row in results["learning_curve"]] == [0, 2, 4]      # from the initial theta
     assert results["config"]["train_shots"] == 3 and results["config"]["inner_iters"] == 2
     assert "Mini-ImageNet (train: 4 classes, 24 images from the folders; val: 2 classes" in result.stdout
     assert "3-shot, fresh Adam state" in result.stdout

@@ -172,9 +172,9 @@ def test_each_evaluation_records_the_training_seconds_without_the_evaluations(tm
         train(40, checkpoint=ckpt, evaluate=evaluate, eval_every=10, callback=interrupt_at(25))
     _, result = train(40, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10)
     seconds = [e.train_seconds for e in result.evals]
-    assert [e.iteration for e in result.evals] == [10, 20, 30, 40]
-    assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))
-    assert result.eval_seconds > 0.35                          # the four evaluations' sleeps are not training
+    assert [e.iteration for e in result.evals] == [0, 10, 20, 30, 40]       # the curve starts at the initial theta
+    assert seconds[0] < 0.05 and all(0 <= a < b for a, b in zip(seconds, seconds[1:]))
+    assert result.eval_seconds > 0.45                          # the five evaluations' sleeps are not training
     assert result.seconds == pytest.approx(seconds[-1], abs=0.05)   # one training time: evaluations excluded
 
 
@@ -202,12 +202,24 @@ def test_an_evaluation_may_return_any_object_and_resume_reads_it_back(tmp_path):
     _, resumed = train(30, checkpoint=ckpt, resume=True, evaluate=Scoring(evaluate, Norms.from_dict, heard.append),
                        eval_every=10)
     assert [e.iteration for e in heard] == [20, 30]                         # the new ones, as they are made
-    assert [e.iteration for e in resumed.evals] == [10, 20, 30]
+    assert [e.iteration for e in resumed.evals] == [0, 10, 20, 30]
     for a, b in zip(whole.evals, resumed.evals):
         assert isinstance(b.value, Norms) and b.value.norm == a.value.norm
         np.testing.assert_array_equal(b.value.largest, a.value.largest)
     _, stored = train(30, checkpoint=ckpt, resume=True, evaluate=evaluate, eval_every=10)
     assert stored.evals[0].value == whole.evals[0].value.to_dict()         # without a reader: as stored
+
+
+def test_a_learning_curve_starts_at_iteration_0_unless_told():
+    evaluate = lambda theta: float(np.linalg.norm(theta))
+    net, result = train(4, evaluate=evaluate, eval_every=2)
+    assert [e.iteration for e in result.evals] == [0, 2, 4] and result.evals[0].train_seconds < 0.05
+    theta0 = net.init(np.random.default_rng(0))
+    assert result.evals[0].value == pytest.approx(evaluate(theta0))          # the initial theta, untrained
+    _, later = train(4, evaluate=Scoring(evaluate, at_start=False), eval_every=2)
+    assert [e.iteration for e in later.evals] == [2, 4]
+    _, once = train(4, evaluate=evaluate)                                      # eval_every 0: once, at the end
+    assert [e.iteration for e in once.evals] == [4]
 
 
 def test_an_evaluation_that_is_not_json_is_refused_when_the_checkpoint_is_written(tmp_path):
