@@ -163,9 +163,9 @@ def cmd_download(args):
     check_writable(args.data, "--data")
     out = args.folder = RunFolder(args.data)
     files = tuple(omniglot.SUBSETS_MD5 if args.subsets else omniglot.MD5)
-    paths = omniglot.download(args.data, files, progress=not args.quiet)
-    for path in paths:
-        out.file(path.name)
+    for name in files:                                   # recorded first: "wrote:" lists only those fetched now
+        out.file(name)
+    omniglot.download(args.data, files, progress=not args.quiet)
     print(f"Omniglot is in {args.data} (md5 sums verified); use it with --data {args.data}")
 
 
@@ -330,7 +330,9 @@ def build_parser():
                      "(the training arguments must be the same)")
     run.add_argument("--overwrite", action="store_true", help="replace the run in OUT, if there is one")
     replace = Parser(add_help=False)
-    replace.add_argument("--overwrite", action="store_true", help="replace outputs that exist already (in OUT, or the --json file)")
+    replace.add_argument("--overwrite", action="store_true", help="replace outputs that exist already in OUT")
+    replace_json = Parser(add_help=False)
+    replace_json.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     scale = Parser(add_help=False)
     scale.add_argument("--workers", type=int, metavar="N",
                        help="worker processes for the tasks; 1 runs everything in this process (default: one "
@@ -364,8 +366,7 @@ def build_parser():
     parser.presets = {"omniglot": (p, omniglot.PRESETS)}
 
     p = command("omniglot-eval", "evaluate a trained Omniglot theta on test tasks", cmd_omniglot_eval,
-                [scale, replace],
-                out=False)
+                [scale, replace_json], out=False)
     p.add_argument("--data", required=True, help=data_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME",
@@ -381,7 +382,7 @@ def build_parser():
     add_config(p, miniimagenet.MiniImageNetConfig)
 
     p = command("miniimagenet-eval", "evaluate a trained Mini-ImageNet theta on test tasks", cmd_miniimagenet_eval,
-                [scale, replace], out=False)
+                [scale, replace_json], out=False)
     p.add_argument("--data", required=True, help=mini_help)
     p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
     p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")

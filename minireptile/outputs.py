@@ -30,8 +30,9 @@ def check_writable(path, flag="--out"):
 class RunFolder:
     """Where one command writes, and the record of what it wrote.
 
-    ``file(name)`` gives the path of a file inside the folder and records it; ``written()``
-    lists the recorded files that exist. Nothing creates the folder but writing a file into
+    ``file(name)`` gives the path of a file inside the folder and records it (with what is there now);
+    ``written()`` lists the recorded files that this command wrote: those that exist and were not
+    there, or not the same file, when they were recorded (a file kept as it was is not listed). Nothing creates the folder but writing a file into
     it (``atomic_write`` and ``plots`` make the folder they need), and ``discard_if_empty``
     removes a folder this command created when a failure left it empty.
     """
@@ -39,12 +40,12 @@ class RunFolder:
     def __init__(self, path):
         self.path = Path(path)
         self.existed = self.path.exists()
-        self._files = []
+        self._files = {}                         # path -> what was there when it was recorded
 
     def file(self, name):
         path = self.path / name
         if path not in self._files:
-            self._files.append(path)
+            self._files[path] = _signature(path)
         return path
 
     def claim(self, names, overwrite=False, flag="--out"):
@@ -59,7 +60,7 @@ class RunFolder:
             (self.path / name).unlink()
 
     def written(self):
-        return [p for p in self._files if p.is_file()]
+        return [p for p, before in self._files.items() if p.is_file() and _signature(p) != before]
 
     def discard_if_empty(self):
         if not self.existed and self.path.is_dir() and not any(self.path.iterdir()):
@@ -69,6 +70,15 @@ class RunFolder:
         """'wrote:' and the written files, one a line."""
         files = self.written()
         return "wrote:\n" + "\n".join(f"  {p}" for p in files) if files else "wrote no files"
+
+
+def _signature(path):
+    """(inode, modification time in ns, size) of a file, or None: what changes when a file is written."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def as_folder(out):

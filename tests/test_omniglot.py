@@ -217,9 +217,10 @@ def test_the_shared_subsets(cache):
 
 
 @pytest.mark.skipif(not (SHARED / "images_background_small1.zip").is_file(), reason="needs the shared subsets")
-def test_download_subsets_fetches_and_verifies_the_official_small_sets(tmp_path, monkeypatch):
+def test_download_subsets_fetches_and_verifies_the_official_small_sets(tmp_path, monkeypatch, capsys):
     """`download --subsets` asks for the two small background zips by name and keeps them only if
-    their md5 sums are the official ones (served here from the shared copies)."""
+    their md5 sums are the official ones (served here from the shared copies); run again on the
+    verified folder, it fetches nothing and says it wrote nothing."""
     from minireptile.cli import main
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -234,11 +235,16 @@ def test_download_subsets_fetches_and_verifies_the_official_small_sets(tmp_path,
     try:
         monkeypatch.setenv("MINIREPTILE_OMNIGLOT_URL", f"http://127.0.0.1:{httpd.server_port}/")
         assert main(["download", "--subsets", "--data", str(tmp_path / "omniglot"), "--quiet"]) == 0
+        first = capsys.readouterr().out
+        assert main(["download", "--subsets", "--data", str(tmp_path / "omniglot"), "--quiet"]) == 0
+        again = capsys.readouterr().out
     finally:
         httpd.shutdown()
         httpd.server_close()
     got = sorted(p.name for p in (tmp_path / "omniglot").iterdir())
     assert got == ["images_background_small1.zip", "images_background_small2.zip"]
+    assert first.count("images_background_small") == 2 and "wrote:" in first
+    assert "wrote no files" in again and "images_background_small" not in again.split("wrote")[1]
     for name in got:
         digest = hashlib.md5((tmp_path / "omniglot" / name).read_bytes()).hexdigest()
         assert digest == omniglot.SUBSETS_MD5[name] == hashlib.md5((SHARED / name).read_bytes()).hexdigest()

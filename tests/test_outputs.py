@@ -141,3 +141,19 @@ def test_one_ctrl_c_ends_the_whole_suite(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert not (tmp_path / "after").exists(), output
     assert process.returncode == 2 and "KeyboardInterrupt" in output, output
+
+
+def test_wrote_lists_only_the_files_this_command_wrote(tmp_path):
+    from minireptile._atomic import atomic_write
+    from minireptile.outputs import RunFolder
+    (tmp_path / "kept.txt").write_text("as it was")
+    (tmp_path / "replaced.txt").write_text("old")
+    folder = RunFolder(tmp_path)
+    for name in ("kept.txt", "replaced.txt", "new.txt", "never.txt"):
+        folder.file(name)
+    with atomic_write(tmp_path / "replaced.txt", "w") as f:
+        f.write("new")
+    (tmp_path / "new.txt").write_text("new")
+    assert folder.written() == [tmp_path / "replaced.txt", tmp_path / "new.txt"]
+    assert folder.report() == f"wrote:\n  {tmp_path / 'replaced.txt'}\n  {tmp_path / 'new.txt'}"
+    assert RunFolder(tmp_path).report() == "wrote no files"
