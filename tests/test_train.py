@@ -232,3 +232,27 @@ def test_train_config_refuses_a_meta_step_that_never_moves_theta():
     with pytest.raises(ValueError, match="meta_step must be a number above 0"):
         TrainConfig(iterations=10, lr=0.02, meta_step=0)
     TrainConfig(iterations=10, lr=0.02, meta_step=0.1, meta_step_final=0)   # annealing to 0 is the default
+
+
+def test_k_is_the_number_of_inner_steps_and_joint_training_is_k_1():
+    from minireptile.config import ConfigError
+    from minireptile.tasks.sine import SineConfig, train as sine_train
+    assert SineConfig().inner_steps == 5 and SineConfig(batch_size=25).inner_steps == 2   # one pass by default
+    assert SineConfig(method="joint").inner_steps == 1
+    with pytest.raises(ConfigError, match=r"inner_steps must be 1 with --method joint"):
+        SineConfig(method="joint", inner_steps=5)
+    _, joint = sine_train(SineConfig(iterations=20, method="joint"), progress=False)
+    _, k1 = sine_train(SineConfig(iterations=20, inner_steps=1), progress=False)
+    np.testing.assert_allclose(joint.theta, k1.theta, rtol=1e-12, atol=1e-14)   # the same training (lr g_1 = theta - phi)
+
+
+def test_k_minibatches_come_from_passes_over_fresh_permutations():
+    rng = np.random.default_rng(0)
+    one_pass = FAMILY.training_batches(np.random.default_rng(0), 2, 10)
+    assert len(one_pass) == 5 and one_pass[0][0].shape == (2, 10, 1)
+    batches = FAMILY.training_batches(rng, 2, 10, k=12)                    # two passes and a bit
+    assert len(batches) == 12 and all(x.shape == (2, 10, 1) for x, _ in batches)
+    np.testing.assert_array_equal(batches[0][0], one_pass[0][0])          # the first pass is the one-pass draw
+    for first in (0, 5):
+        points = np.concatenate([x for x, _ in batches[first:first + 5]], axis=1)    # (2, 50, 1)
+        np.testing.assert_array_equal(np.sort(points[..., 0], axis=1), np.broadcast_to(FAMILY.x_all, (2, 50)))

@@ -1,15 +1,16 @@
 """Sine-wave regression, the paper's toy problem: y = A sin(x + b).
 
 Tasks draw A ~ U[0.1, 5] and b ~ U[0, 2 pi]; x_all is 50 evenly spaced points on
-[-5, 5]. Training adapts on one pass over a random permutation of x_all in
-minibatches of 10 (k = 5); evaluation adapts on 10 points and scores all 50.
+[-5, 5]. Training adapts with k inner SGD steps on minibatches of 10 drawn from passes
+over random permutations of x_all (the paper's k = 5: one pass); joint training is k = 1.
+Evaluation adapts on 10 points and scores all 50.
 """
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
-from ..config import check_choice, check_int, check_step, option
+from ..config import ConfigError, check_choice, check_int, check_step, option
 from ..inner import check_inner
 from ..losses import mse
 from ..meta import METHODS
@@ -39,16 +40,21 @@ class SineTasks:
         """y = A sin(x + b) for x (T, N, 1) and A, b (T,)."""
         return amplitude[:, None, None] * np.sin(x + phase[:, None, None])
 
-    def training_batches(self, rng, T=1, batch_size=10):
-        """One pass over a permutation of x_all for each of T tasks: k minibatches (T, B, 1)."""
+    def training_batches(self, rng, T=1, batch_size=10, k=None):
+        """k minibatches (T, B, 1) for each of T tasks, from passes over permutations of x_all, a fresh
+        one every points // B minibatches (k None: one pass, points // B minibatches)."""
         amplitude, phase = self.sample(rng, T)
         if not 1 <= batch_size <= self.points:
             raise ValueError(f"batch_size must lie in [1, {self.points}], got {batch_size!r}")
-        order = np.argsort(rng.random((T, self.points)), axis=1)   # a permutation per task
-        x = self.x_all[order][..., None]                           # (T, points, 1)
+        per_pass = self.points // batch_size
+        k = per_pass if k is None else k
+        check_int("k (inner steps)", k)
+        order = np.concatenate([np.argsort(rng.random((T, self.points)), axis=1)[:, :per_pass * batch_size]
+                                for _ in range(-(-k // per_pass))], axis=1)    # a permutation per task and pass
+        x = self.x_all[order][..., None]                           # (T, passes * per_pass * B, 1)
         y = self.f(x, amplitude, phase)
-        return [(x[:, i:i + batch_size], y[:, i:i + batch_size])
-                for i in range(0, self.points - batch_size + 1, batch_size)]
+        return [(x[:, i * batch_size:(i + 1) * batch_size], y[:, i * batch_size:(i + 1) * batch_size])
+                for i in range(k)]
 
 
 def _check_meta_batch(T):
@@ -120,7 +126,9 @@ class SineConfig:
     inner_lr: float = option(0.02, "inner SGD step size alpha")
     meta_step: float = option(0.1, "outer step size eps at the first iteration")
     meta_step_final: float = option(0.0, "outer step size eps at the last iteration (linear in between)")
-    batch_size: int = option(10, "points per inner minibatch: k = 50 // batch_size inner steps")
+    inner_steps: int = option(None, "inner SGD steps per task, k (joint training is k = 1; default: one pass over "
+                              "the 50 points, 50 // batch_size, and 1 for --method joint)", type=int)
+    batch_size: int = option(10, "points per inner minibatch")
     seed: int = option(0, "random seed of the initialization and the tasks")
     checkpoint_every: int = option(1000, "write the checkpoint every this many iterations", train=False)
 
@@ -129,6 +137,12 @@ class SineConfig:
         for name in ("iterations", "meta_batch", "checkpoint_every"):
             check_int(name, getattr(self, name))
         check_int("batch_size", self.batch_size, high=SineTasks.points, why=" (the points of a wave)")
+        if self.inner_steps is None:             # joint training uses g_1 alone: one step is all it takes
+            object.__setattr__(self, "inner_steps", 1 if self.method == "joint" else SineTasks.points // self.batch_size)
+        check_int("inner_steps", self.inner_steps)
+        if self.method == "joint" and self.inner_steps != 1:
+            raise ConfigError("inner_steps", "1 with --method joint (joint training is Reptile with k = 1)",
+                              self.inner_steps)
         check_int("seed", self.seed, low=0)
         check_step("inner_lr", self.inner_lr)
         check_step("meta_step", self.meta_step, high=1)
@@ -157,7 +171,7 @@ def train(config=SineConfig(), hidden=64, dtype=np.float64, family=SineTasks(), 
     from ..train import meta_train
     net = sine_mlp(hidden)
     theta = net.init(stream(config.seed, "initialization"), dtype=dtype)
-    sample = lambda rng: family.training_batches(rng, config.meta_batch, config.batch_size)
+    sample = lambda rng: family.training_batches(rng, config.meta_batch, config.batch_size, config.inner_steps)
     result = meta_train(net, theta, sample, mse, config.train_config(eval_every=eval_every), **loop)
     return net, result
 
@@ -195,9 +209,9 @@ def run(config, out, resume=False, progress=True):
     results = {"config": to_dict(config), "iterations": config.iterations, "train_seconds": result.seconds,
                "evaluation": summarize(evaluate(net, result.theta, lr=config.inner_lr)),
                "random_init": summarize(evaluate(net, random_init, lr=config.inner_lr))}
-    thetas = {f"{config.method} (k = {SineTasks.points // config.batch_size})": result.theta}
+    thetas = {f"{config.method} (k = {config.inner_steps})": result.theta}
     if config.method != "joint":
-        joint_config = replace(config, method="joint")
+        joint_config = replace(config, method="joint", inner_steps=1)
         _, joint = train(joint_config, checkpoint=out.file("joint_checkpoint.npz"), resume=resume,
                          progress=progress, desc="sine joint",
                          experiment={"command": "sine", "config": to_dict(joint_config)})
