@@ -63,8 +63,10 @@ class CompareConfig:
     eval_every: int = option(1000, "evaluate, and measure the variance, every this many iterations")
     eval_tasks_during: int = option(None, "test tasks of each evaluation during training (default: 100, or "
                                     "--eval-tasks where that is fewer)", type=int)
-    eval_tasks: int = option(1000, "test tasks of the final evaluation", train=False)
-    variance_tasks: int = option(100, "tasks whose meta-gradients give the variance at each point")
+    eval_tasks: int = option(None, "test tasks of the final evaluation (default: 1000, or --iterations where "
+                             "fewer: a short run gets a short evaluation)", train=False, type=int)
+    variance_tasks: int = option(None, "tasks whose meta-gradients give the variance at each point (default: "
+                                 "100, or --iterations where fewer, at least 2)", type=int)
     seed: int = option(0, "random seed of the initialization, the tasks and the split")
 
     def __post_init__(self):
@@ -75,6 +77,10 @@ class CompareConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("methods", "distinct names", self.methods)
         check_int("ways", self.ways, low=2)
+        check_int("iterations", self.iterations)
+        for name, full, low in (("eval_tasks", 1000, 1), ("variance_tasks", 100, 2)):   # a short run: fewer
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, max(low, min(full, self.iterations)))
         check_int("eval_tasks", self.eval_tasks)
         if self.eval_tasks_during is None:
             object.__setattr__(self, "eval_tasks_during", min(100, self.eval_tasks))
@@ -208,7 +214,7 @@ def train_method(net, method, config, train_pool, test_pool, checkpoint=None, re
 
     theta = net.init(stream(config.seed, "initialization"), dtype=np.float32)
     return meta_train(net, theta, config.sampler(train_pool, method), softmax_cross_entropy,
-                      config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=Scoring(periodic, Point.from_dict),
+                      config.train_config(method), checkpoint=checkpoint, resume=resume, evaluate=Scoring(periodic, Point.from_dict, at_start=False),
                       experiment={"comparison": to_dict(config), "method": method}, progress=progress,
                       desc=f"{LABELS[method]}", workers=workers)
 

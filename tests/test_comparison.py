@@ -135,6 +135,16 @@ def test_compare_methods_reptile_maml_computes_no_fomaml_statistic(data, tmp_pat
     assert set(saved["variance_at_init"]) == {"fomaml-shared"} and "Reptile's update has lower variance" not in saved["claims"]
 
 
+def test_a_short_comparison_gets_a_short_evaluation_unless_told_otherwise():
+    full = comparison.CompareConfig()
+    assert (full.eval_tasks, full.eval_tasks_during, full.variance_tasks) == (1000, 100, 100)   # the defaults
+    short = comparison.CompareConfig(iterations=30)
+    assert (short.eval_tasks, short.eval_tasks_during, short.variance_tasks) == (30, 30, 30)
+    assert comparison.CompareConfig(iterations=1).variance_tasks == 2
+    given = comparison.CompareConfig(iterations=30, eval_tasks=500, variance_tasks=50)
+    assert (given.eval_tasks, given.eval_tasks_during, given.variance_tasks) == (500, 100, 50)
+
+
 def test_variance_in_chunks_of_the_budget_equals_all_tasks_at_once():
     images = np.random.default_rng(0).uniform(0, 1, (6, 5, 8, 8))
     pool = fewshot.ClassPool(images)

@@ -138,7 +138,7 @@ def test_omniglot_command_end_to_end(tmp_path):
             "--quiet"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert [p["iteration"] for p in results["learning_curve"]] == [3, 6]
+    assert [p["iteration"] for p in results["learning_curve"]] == [0, 3, 6]
     for state in ("carried-over Adam state", "fresh Adam state"):
         for mode in ("transductive", "non-transductive"):
             assert 0 <= results["final"][state][mode]["accuracy"] <= 1
@@ -220,9 +220,9 @@ def test_eval_tasks_3_draws_3_tasks_in_every_evaluation_and_eval_every_0_none_du
             "--workers", "1"]
     assert main([str(a) for a in base + ["--eval-every", "1", "--out", tmp_path / "a"]]) == 0
     during = [tasks for desc, tasks, _ in calls if desc == "evaluating"]
-    assert during == [3, 3]                                  # iterations 1 and 2: 3 tasks, not 100
+    assert during == [3, 3, 3]                               # iterations 0, 1 and 2: 3 tasks, not 100
     assert [tasks for desc, tasks, _ in calls if desc.startswith("final")] == [3, 3]   # carried-over, fresh
-    assert sum(drawn) - 2 * 2 == 3 * 4                       # every test task drawn: 4 evaluations of 3
+    assert sum(drawn) - 2 * 2 == 3 * 5                       # every test task drawn: 5 evaluations of 3
     calls.clear()
     assert main([str(a) for a in base + ["--eval-every", "0", "--out", tmp_path / "b"]]) == 0
     assert [desc for desc, *_ in calls] == ["final evaluation, carried-over Adam state",
