@@ -211,7 +211,12 @@ def _second_order(layer, params, x, dy, rng, tol):
     u, v = rng.standard_normal(x.shape), rng.standard_normal(dy.shape)
     w = {name: rng.standard_normal(p.shape) for name, p in params.items()}
     at = lambda t: ({name: p + t * w[name] for name, p in params.items()}, x + t * u, dy + t * v)
-    complex_step = _outputs(layer, *at(1j * COMPLEX_H), "with complex inputs (the complex step of Sequential.hvp)")
+    try:
+        complex_step = _outputs(layer, *at(1j * COMPLEX_H), "with complex inputs (the complex step of Sequential.hvp)")
+    except Exception as err:                      # it ran on real inputs: complex ones are what it cannot take
+        raise AssertionError(f"{layer!r} is not complex-safe: given complex inputs (the complex step that "
+                             f"Sequential.hvp, and so exact MAML, relies on) it raised {type(err).__name__}: "
+                             f"{err}") from err
     for name, value in complex_step.items():
         if value.dtype.kind != "c":
             raise AssertionError(f"{layer!r} is not complex-safe: given complex inputs (the complex step that "

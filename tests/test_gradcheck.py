@@ -175,6 +175,16 @@ def test_a_layer_that_drops_the_imaginary_part_is_told_so():
         mrt.check_layer(RealTanh(), np.random.default_rng(0).standard_normal((4, 3)))
 
 
+def test_a_layer_that_cannot_take_complex_inputs_is_told_so_with_its_own_error_as_the_cause():
+    class FloatOut(mr.ReLU):
+        def forward(self, params, x):
+            return np.maximum(x, 0, out=np.empty(x.shape)), x.real > 0     # a float64 buffer
+    with pytest.raises(AssertionError, match=r"^FloatOut\(\) is not complex-safe: given complex inputs .* it raised "
+                                             r"UFuncTypeError") as info:
+        mrt.check_layer(FloatOut(), np.random.default_rng(0).standard_normal((4, 3)))
+    assert type(info.value.__cause__).__name__ == "UFuncTypeError"
+
+
 def test_the_hvp_through_a_layer_that_is_not_complex_safe_is_refused_by_check_net():
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (10, 1))
