@@ -97,8 +97,9 @@ def train(net, config, pool, test_pool, *, progress=True, workers=None, update=N
 
 
 def _file_name(run):
-    """A run's name as a file name without shell-special characters: avg(g1,g2) -> avg-g1-g2."""
-    return re.sub(r"[^\w+.-]+", "-", run).strip("-")
+    """A run's name as a file name without shell-special characters, every separator one "-":
+    avg(g1,g2) -> avg-g1-g2, avg(g1..g3) -> avg-g1-g3, g1+g2 -> g1+g2."""
+    return re.sub(r"[^\w+]+", "-", run).strip("-")
 
 
 def checkpoint_names(config):

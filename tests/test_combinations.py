@@ -100,6 +100,7 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
     assert len(list((out / "checkpoints").glob("*.npz"))) == 10 and (out / "checkpoints" / "avg-g1-g2.npz").is_file()
+    assert sorted(p.stem for p in (out / "checkpoints").glob("avg-*")) == ["avg-g1-g2", "avg-g1-g3", "avg-g1-g4"]
     argv = ["gradient-combos", "--data", str(data), "--test-alphabets", "C", "--iterations", "2", "--eval-every", "1",
             "--eval-tasks", "2", "--out", str(out), "--quiet"]
     assert main(argv) == 2                                     # a finished study: --resume or --overwrite
@@ -162,7 +163,7 @@ def test_claims_whose_runs_were_not_trained_are_left_out():
 
 
 def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_claim():
-    assert set(combinations.BUDGETS) == {"smoke", "class", "full"}
+    assert set(combinations.BUDGETS) == {"smoke", "grading", "class", "full"}
     configs = {name: combinations.CombinationsConfig(**b) for name, b in combinations.BUDGETS.items()}
     assert configs["full"] == combinations.CombinationsConfig()
     needed = {"g1", "g2", "g3", "g4", "g1+g2", "g1+g2+g3", "g1+g2+g3+g4"}
