@@ -46,7 +46,7 @@ def check_layer(layer, x, params=None, *, rng=None, tasks=3, tol=TOL):
     {name: array}, each of ``layer.param_shapes()``'s shape or with a leading T; None: its
     ``init(rng)``, jittered so that no parameter sits at a special value (gamma = 1, beta = 0).
     tasks: how many stacked parameter sets the task-axis check builds when params have no task
-    axis (0: skip it). Everything is checked in float64. Raises AssertionError with one sentence
+    axis (when they have one, its T are checked); 0: no task-axis check. Everything is checked in float64. Raises AssertionError with one sentence
     saying what is wrong; an error raised by the layer itself propagates, with a note.
     """
     rng = np.random.default_rng(0) if rng is None else rng
@@ -60,7 +60,7 @@ def check_layer(layer, x, params=None, *, rng=None, tasks=3, tol=TOL):
     y, dy, dx, grads = _forward_backward(layer, params, x, rng)
     errors = _first_order(layer, params, x, dy, dx, grads, rng, tol)
     errors["second order"] = _second_order(layer, params, x, dy, rng, tol)
-    if T is not None or tasks:
+    if tasks:
         errors["task axis"] = _task_axis(layer, params, x, T, tasks, rng)
     return errors
 
@@ -281,7 +281,8 @@ def check_net(net, x, y, loss, theta=None, *, rng=None, tasks=3, tol=TOL, direct
     theta: (P,), or (T, P) with x and y of leading axis T; None: ``net.init(rng)`` plus 0.05 N(0, 1)
     noise. Derivatives are taken along ``directions`` random unit directions; one whose central
     differences change with the step (it crossed a ReLU or MaxPool kink) is drawn again. Everything
-    is checked in float64. Raises AssertionError saying what is wrong.
+    is checked in float64. tasks: how many stacked thetas the task-axis check builds from a (P,) theta
+    (a (T, P) theta: its T); 0: no task-axis check. Raises AssertionError saying what is wrong.
     """
     rng = np.random.default_rng(0) if rng is None else rng
     if theta is None:
@@ -303,7 +304,7 @@ def check_net(net, x, y, loss, theta=None, *, rng=None, tasks=3, tol=TOL, direct
         raise AssertionError(f"check_net: hvp is wrong: H v differs from central differences of the gradient by "
                              f"{errors['hvp']:.1e} (relative; tolerance {tol:.0e}); check_layer finds a layer that "
                              f"is not complex-safe (if every layer passes, look at the loss); {_layers(net)}")
-    if theta.ndim == 2 or tasks:
+    if tasks:
         errors["task axis"] = _net_task_axis(net, theta, x, y, loss, tasks, rng)
     return errors
 
