@@ -30,7 +30,8 @@ def test_the_package_imports_and_runs_from_the_folder_above_the_clone(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp_path / "venv")],
                    check=True, timeout=120)
     python = str(tmp_path / "venv" / "bin" / "python")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")} | {"PYTHONNOUSERSITE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")} | {
+        "PYTHONNOUSERSITE": "1", "PIP_CACHE_DIR": str(tmp_path / "pip-cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(clone)],
                              capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert install.returncode == 0, install.stderr
