@@ -13,12 +13,13 @@ Kinds of verdict (``ExerciseFailed.kind``):
 A crash inside a check is none of these: it propagates with a note that it is the check's bug.
 """
 import inspect
+import tempfile
 import textwrap
 import traceback
 from dataclasses import dataclass
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, configuration, given, settings
 from hypothesis.errors import Flaky
 
 from .gradcheck import rel_error
@@ -116,7 +117,7 @@ def run(name, student, check, cases, examples=20):
 
     cause = None
     try:
-        prop()
+        _without_litter(prop)
     except _Rejected:
         kind, lines = found[-1].kind, [f"{name} is wrong: {found[-1].words}"]
     except _NotDone as err:
@@ -139,6 +140,18 @@ def run(name, student, check, cases, examples=20):
     message = lines[0]
     print(_wrap(lines))
     raise ExerciseFailed(message if kind != "raised" else f"{message} {lines[1]}", kind) from cause
+
+
+def _without_litter(prop):
+    """Run the property with hypothesis's storage (its cache of constants) in a temporary folder, so
+    that a check leaves no .hypothesis folder beside the student's notebook; the caller's restored."""
+    previous = configuration.storage_directory(intent_to_write=False).home_directory
+    with tempfile.TemporaryDirectory(prefix="minireptile-check-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            prop()
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
 
 
 def _student_frames(error):

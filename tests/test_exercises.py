@@ -1,5 +1,9 @@
 """The autograder checks: each passes the right answer and rejects deliberately wrong ones (at least
 three per exercise). A check that passes a mutant is a failing test."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -336,11 +340,19 @@ def test_the_verdict_is_wrapped_to_a_readable_width(capsys):
     assert len(out) >= 2 and all(len(line) <= 88 for line in out)
 
 
-def test_checks_write_no_hypothesis_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    exercises.check_reptile_step(reptile_step)
-    with pytest.raises(ExerciseFailed):
-        exercises.check_reptile_step(MUTANTS["reptile_step"][0])
+def test_checks_write_no_hypothesis_folder_and_leave_the_callers_storage_alone(tmp_path):
+    """In a fresh interpreter, as a kernel runs a check: nothing beside the notebook afterwards."""
+    script = ("from hypothesis import configuration\n"
+              "from minireptile import exercises\n"
+              "before = configuration.storage_directory(intent_to_write=False).home_directory\n"
+              "exercises.check_reptile_step(lambda t, p, e: t + e * (p.mean(0) - t))\n"
+              "try:\n    exercises.check_linear_backward(lambda x, W, dy: (dy @ W.T, dy.T @ x, dy.sum(0)))\n"
+              "except exercises.ExerciseFailed:\n    pass\n"
+              "assert configuration.storage_directory(intent_to_write=False).home_directory == before\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
     assert list(tmp_path.iterdir()) == []
 
 
