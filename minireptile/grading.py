@@ -107,9 +107,19 @@ def grade(path, instructor_folder=None, timeout=600):
         elif error is None:
             marks.append(Mark(name, 0, points, "the check did not run"))
         else:
-            first = printed.splitlines()[0] if printed else f"{error['ename']}: {error['evalue']}"
-            marks.append(Mark(name, 0, points, first))
+            marks.append(Mark(name, 0, points, _verdict(printed) or f"{error['ename']}: {error['evalue']}"))
     return marks
+
+
+def _verdict(printed):
+    """The check's sentence: its first printed line and the lines wrapped from it (indented)."""
+    lines = printed.splitlines() or [""]
+    sentence = [lines[0]]
+    for line in lines[1:]:
+        if not line.startswith("    ") or line.startswith("     "):
+            break
+        sentence.append(line.strip())
+    return " ".join(sentence)
 
 
 def report(path, marks):
