@@ -16,7 +16,7 @@ from .tasks import experiment, fewshot, sine
 from .tasks.omniglot import OmniglotConfig
 from .train import Scoring
 
-SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k -> minibatch size: one pass over the 50 points
+SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k inner steps -> minibatch size: one pass over the 50 points
 
 #: The study's budgets, as keywords of ``sine_study`` and ``omniglot_study``: "smoke" checks that it
 #: runs (the suite); "grading" is autograding's (seconds, two k); "class" shows the claims in a lesson (notebook 04, minutes: docs/course.md); "full" is
@@ -109,7 +109,7 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
     curves, zero_shot, spread, thetas = {}, {}, {}, {}
     x = sine.SineTasks().x_all[:, None]
     for k in ks:
-        config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[k], seed=seed)
+        config = sine.SineConfig(iterations=iterations, inner_steps=k, batch_size=SINE_K[k], seed=seed)
         _, result = sine.train(config, evaluate=Scoring(adapted, report=_hear(report, k)), eval_every=eval_every,
                                progress=progress, desc=f"sine k={k}")
         curves[k] = _curve(result)
@@ -118,7 +118,7 @@ def sine_study(iterations=10000, ks=(1, 2, 5, 10), eps_values=(0.03, 0.1, 0.3, 1
         thetas[k] = result.theta
     step_sizes = {}
     for eps in eps_values:
-        config = sine.SineConfig(iterations=iterations, batch_size=SINE_K[5], meta_step=eps, seed=seed)
+        config = sine.SineConfig(iterations=iterations, inner_steps=5, batch_size=SINE_K[5], meta_step=eps, seed=seed)
         _, result = sine.train(config, progress=progress, desc=f"sine eps={eps}")
         step_sizes[eps] = adapted(result.theta)
     return SineStudy(curves, zero_shot, spread, step_sizes, thetas)
