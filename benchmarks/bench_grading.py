@@ -1,0 +1,66 @@
+"""Seconds `nbgrader autograde` takes for one student's six notebooks, as docs/course.md runs a term.
+
+    python benchmarks/bench_grading.py [--busy N] [--smoke]
+
+A course folder in a temporary directory (course/nbgrader_config.py, so the grading budget), one
+assignment per notebook, one student whose submission is the instructor notebook (full marks, every
+check run in full), $MINIREPTILE_OMNIGLOT for the data. Target: 60 s or less for the six on a 2-core
+laptop. ``--busy N`` spins N processes beside it; ``--smoke`` grades notebook 00 only. Needs the
+`course` extra (nbgrader).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def nbgrader(folder, *args):
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and k != "MINIREPTILE_SMOKE"}
+    subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=folder, check=True, capture_output=True,
+                   env=env | {"PATH": path}, timeout=1800)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--busy", type=int, default=0, metavar="N", help="spinning processes beside it")
+    parser.add_argument("--smoke", action="store_true", help="notebook 00 only, to check this script")
+    args = parser.parse_args()
+    from minireptile import course
+    numbers = ["00"] if args.smoke else sorted({nb for nb, *_ in course.EXERCISES})
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        with tempfile.TemporaryDirectory(prefix="minireptile-bench-grading-") as folder:
+            folder = Path(folder)
+            shutil.copy(REPO / "course" / "nbgrader_config.py", folder)
+            print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {args.busy} spinning processes beside:")
+            print("| notebook | autograde seconds, one student |")
+            print("|---|---:|")
+            total = 0.0
+            for number in numbers:
+                source = next((REPO / "notebooks").glob(f"{number}_*.ipynb"))
+                (folder / "source" / source.stem).mkdir(parents=True)
+                shutil.copy(source, folder / "source" / source.stem)
+                nbgrader(folder, "generate_assignment", source.stem)
+                (folder / "submitted" / "student" / source.stem).mkdir(parents=True)
+                shutil.copy(source, folder / "submitted" / "student" / source.stem)
+                began = time.perf_counter()
+                nbgrader(folder, "autograde", source.stem, "--create")
+                seconds = time.perf_counter() - began
+                total += seconds
+                print(f"| {source.stem} | {seconds:.1f} |", flush=True)
+            print(f"| all {len(numbers)} | {total:.1f} |")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+if __name__ == "__main__":
+    main()
