@@ -38,3 +38,25 @@ def test_a_notebook_without_omniglot_stops_with_the_message_instead_of_faking_da
     training = [c for c in nb.cells if c.cell_type == "code" and "combinations.train(" in c.source]
     assert training and all(c.execution_count is None for c in training)        # never reached
     assert list(empty.iterdir()) == []                                           # nothing half-downloaded
+
+
+@pytest.mark.slow
+def test_a_notebook_without_omniglot_below_the_class_budget_says_how_to_get_it(tmp_path, monkeypatch):
+    """At the grading budget (as nbgrader runs it) notebook 03 with an empty data folder runs on
+    labelled synthetic patterns: its output names MINIREPTILE_OMNIGLOT and the download command, and
+    every table of numbers is headed by the sentence that they are no results."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    empty = tmp_path / "no-omniglot-here"
+    empty.mkdir()
+    monkeypatch.setenv("MINIREPTILE_GRADING", "1")
+    monkeypatch.setenv("MINIREPTILE_OMNIGLOT", str(empty))
+    path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = ["".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(printed)
+    assert "MINIREPTILE_OMNIGLOT" in printed[0] and "python -m minireptile download --data DIR --subsets" in printed[0]
+    tables = [t for t in printed if "%" in t or "+-" in t]
+    assert tables and all("These numbers are no results: synthetic" in t for t in tables), tables
+    assert "random initialization" in text and list(empty.iterdir()) == []
