@@ -30,6 +30,7 @@ seeds = st.integers(0, 2**31 - 1)
 
 def check_linear_backward(linear_backward):
     """linear_backward(x (N, in), W (in, out), dy (N, out)) -> (dx, dW, db)."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         N, i, o, seed = case
         rng = np.random.default_rng(seed)
@@ -71,6 +72,7 @@ def _col2im(dcols, x_shape, k, stride, padding):
 def check_col2im(col2im):
     """col2im(dcols (N, C k k, Ho Wo), x_shape, k, stride, padding) -> dx (N, C, H, W): the adjoint of
     im2col, so that sum(im2col(x) * dcols) == sum(x * col2im(dcols)) for every x."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     cases = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(2, 6), st.integers(2, 6),
                       st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), seeds)
 
@@ -93,6 +95,7 @@ def check_col2im(col2im):
 
 def check_maxpool_backward(maxpool_backward):
     """maxpool_backward(x (N, C, H, W), dy (N, C, Ho, Wo), k) -> dx: k x k windows, stride k."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         N, C, Ho, Wo, k, seed = case
         rng = np.random.default_rng(seed)
@@ -109,6 +112,7 @@ def check_maxpool_backward(maxpool_backward):
 def check_batchnorm_backward(batchnorm_backward):
     """batchnorm_backward(x (N, C, H, W), gamma (C,), dy, eps) -> (dx, dgamma, dbeta), with the
     statistics of the batch (over N, H and W per channel)."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         N, C, H, seed = case
         rng = np.random.default_rng(seed)
@@ -128,6 +132,7 @@ def check_batchnorm_backward(batchnorm_backward):
 
 def check_softmax_cross_entropy_backward(softmax_cross_entropy_backward):
     """softmax_cross_entropy_backward(logits (N, C), labels (N,)) -> dlogits of the mean loss."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         N, C, seed = case
         rng = np.random.default_rng(seed)
@@ -161,6 +166,7 @@ problems = st.tuples(st.integers(2, 6), st.integers(1, 3), st.integers(1, 4), st
 def check_inner_sgd_loop(inner_sgd_loop):
     """inner_sgd_loop(net, theta (T, P), batches [(x (T, B, 1), y)] * k, lr, loss) -> (phi (T, P),
     grads (T, k, P)): grads[:, i] is the gradient of minibatch i at the weights before step i."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     from .inner import inner_sgd
 
     def check(answer, case):
@@ -175,6 +181,7 @@ def check_inner_sgd_loop(inner_sgd_loop):
 
 def check_reptile_step(reptile_step):
     """reptile_step(theta (P,), phi (T, P), eps) -> theta + eps (mean over tasks of phi - theta)."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         T, P, seed = case
         rng = np.random.default_rng(seed)
@@ -187,6 +194,7 @@ def check_reptile_step(reptile_step):
 
 def _meta_check(name, method):
     def checker(student):
+        __tracebackhide__ = True                   # IPython shows the verdict, not this frame
         def check(answer, case):
             net, theta, batches = _sine_problem(case, task_axis=False)
             expected = meta_gradient(net, theta, batches, 0.02, losses.mse, method)
@@ -206,6 +214,7 @@ L_k(phi_{k-1}(theta)): (I - lr H_1) ... (I - lr H_{k-1}) g_k, with H_i at phi_{i
 def check_avg_grad_inner(avg_grad_inner):
     """avg_grad_inner(net, theta (P,), batch_i, batch_j, loss) -> 1/2 (H_i g_j + H_j g_i) at theta,
     checked against central differences of 1/2 g_i . g_j along random directions."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     from .gradcheck import rel_error
 
     def check(answer, case):
@@ -233,6 +242,7 @@ def check_avg_grad_inner(avg_grad_inner):
 def check_combination_weights(combination_weights_fn):
     """combination_weights(name, k) -> (k,) weights on g_1..g_k for "joint", "fomaml", "reptile" and
     "average" (the mean of g_1..g_k)."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     def check(answer, case):
         name, k = case
         expected = np.full(k, 1.0 / k) if name == "average" else combination_weights(name, k)
@@ -247,6 +257,7 @@ def check_combination_weights(combination_weights_fn):
 def check_adapted_mse(adapted_mse):
     """adapted_mse(net, theta (T?, P), x_support (T, K, 1), y_support, x_query (T, Q, 1), y_query, steps, lr)
     -> (steps + 1, T): each task's query MSE after 0, 1, ..., steps full-batch SGD steps on its support set."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     from .tasks.sine import SineTasks, adapt
 
     def check(answer, case):
@@ -272,6 +283,7 @@ def check_adapted_mse(adapted_mse):
 def check_relative_variance(relative_variance):
     """relative_variance(updates (n, P)) -> tr S / (|m|^2 - tr S / n), or inf where that signal is not
     positive; m is the mean update and tr S = sum_t |u_t - m|^2 / (n - 1)."""
+    __tracebackhide__ = True                   # IPython shows the verdict, not this frame
     from .variance import statistics
 
     def check(answer, case):
