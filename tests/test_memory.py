@@ -92,7 +92,7 @@ def test_a_larger_image_gets_fewer_tasks_at_once():
     at_once = {name: fewshot.tasks_at_once(net, pool, protocol, memory=budget)
                for name, net, pool in [("omniglot", mr.omniglot_net(5), omniglot),
                                        ("mini", mr.miniimagenet_net(5), mini)]}
-    assert at_once["omniglot"] > 5 * at_once["mini"] >= 5
+    assert at_once["omniglot"] > 3 * at_once["mini"] >= 5
     assert fewshot.tasks_at_once(mr.miniimagenet_net(5), mini, protocol, models=4, memory=budget) == \
         at_once["mini"] // 4
 
