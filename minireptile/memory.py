@@ -96,3 +96,27 @@ def images_at_once(net, shape, backward=True, dtype=np.float32, memory=None):
     backward) within ``memory`` bytes (default: ``budget()``); at least 1."""
     per_image = image_bytes(net, shape, dtype) * (BACKWARD if backward else FORWARD)
     return max(1, int((budget() if memory is None else memory) // per_image))
+
+
+def in_pieces(step, net, thetas, batches, state=None, memory=None):
+    """``step(thetas, batches, state) -> (directions (T, P), losses (T, k), state)`` for T tasks on the
+    task axis, run on as many tasks at a time as ``memory`` bytes hold (default: the budget) and joined
+    in task order: the same arrays as one call on all T (each task's numbers do not depend on the
+    tasks beside it). ``state``: an inner Adam state with one slot per task, or None."""
+    from .inner import AdamState
+    T, k = len(thetas), len(batches)
+    x = np.asarray(batches[0][0])
+    per_task = (image_bytes(net, x.shape[2:], thetas.dtype) * x.shape[1] * BACKWARD
+                + task_bytes(net, k, thetas.dtype))
+    at_once = max(1, int((budget() if memory is None else memory) // per_task))
+    if at_once >= T:
+        return step(thetas, batches, state)
+    results = []
+    for start in range(0, T, at_once):
+        part = slice(start, min(start + at_once, T))
+        piece = None if state is None else AdamState(state.m[part], state.v[part], state.t)
+        results.append(step(thetas[part], [(xb[part], yb[part]) for xb, yb in batches], piece))
+    states = [s for _, _, s in results]
+    joined = None if states[0] is None else AdamState(np.concatenate([s.m for s in states]),
+                                                      np.concatenate([s.v for s in states]), states[0].t)
+    return np.concatenate([d for d, _, _ in results]), np.concatenate([l for _, l, _ in results]), joined

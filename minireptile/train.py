@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ._atomic import atomic_write
 from .config import check_choice, check_int, check_step, differences, option, to_dict
 from .inner import AdamState
+from .memory import in_pieces
 from .meta import linear_schedule, make_outer, meta_direction
 from .seeds import stream
 from .workers import WorkerLost
@@ -346,7 +347,12 @@ def _step(net, theta, batches, loss, config, inner_state, update=None):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if T == 1:          # one task: the plain single-task path, no task axis to carry
             return rule(theta, [(x[0], y[0]) for x, y in batches])
-        direction, losses, new_inner = rule(np.broadcast_to(theta, (T,) + theta.shape), batches)
+        thetas = np.broadcast_to(theta, (T,) + theta.shape)
+        if update is None:      # as many tasks at a time as the memory budget holds (the same numbers)
+            direction, losses, new_inner = in_pieces(lambda th, b, st: meta_direction(
+                net, th, b, config.lr, loss, config.method, config.inner, st), net, thetas, batches, inner_state)
+        else:
+            direction, losses, new_inner = rule(thetas, batches)
         return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
 
 

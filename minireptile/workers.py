@@ -336,12 +336,14 @@ def _pool(handle, images):
 
 def _train_slots(handle, images, sampler, plan, net, theta, loss, lr, method, inner, state):
     """direction (t, P), losses (t, k) and the inner Adam state of t task slots."""
+    from .memory import in_pieces
     from .meta import meta_direction
     sampler.pool = _pool(handle, images)
     batches = sampler.gather(plan)
     thetas = np.broadcast_to(theta, (len(plan["classes"]),) + theta.shape)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # the driver checks finiteness
-        return meta_direction(net, thetas, batches, lr, loss, method, inner, state)
+        return in_pieces(lambda th, b, st: meta_direction(net, th, b, lr, loss, method, inner, st),
+                         net, thetas, batches, state)
 
 
 def _score(score_tasks, handle, images, net, thetas, plan, adapt):

@@ -127,3 +127,29 @@ def test_a_miniimagenet_evaluation_stays_under_1_5_gb():
     assert peak <= 1.5 * 2 ** 30, f"peak resident memory {peak / 2 ** 30:.2f} GB"
     for accuracy, ci in result["scores"].values():
         assert 0 <= accuracy <= 1
+
+
+@pytest.mark.parametrize("method, inner", [("reptile", "adam"), ("maml", "sgd")])
+def test_training_on_the_task_axis_in_pieces_of_the_budget_gives_the_same_theta(monkeypatch, method, inner):
+    from minireptile.train import TrainConfig, meta_train
+    pool = image_pool(classes=8)
+    net = mr.miniimagenet_net(3, width=4, blocks=2, image_size=16)
+    sampler = fewshot.training_sampler(pool, 3, 4, 3, 3, 5)            # 5 tasks a meta-iteration
+    config = TrainConfig(iterations=3, lr=0.01, method=method, inner=inner, meta_step=0.5)
+    import minireptile.train
+    calls, real = [], minireptile.train.meta_direction
+
+    def spy(net, thetas, *args):
+        calls.append(len(thetas))
+        return real(net, thetas, *args)
+    monkeypatch.setattr(minireptile.train, "meta_direction", spy)
+    runs = {}
+    for budget in ("1G", "1"):                          # all 5 tasks at once; one at a time
+        monkeypatch.setenv(memory.ENV, budget)
+        theta = net.init(np.random.default_rng(0), dtype=np.float32)
+        runs[budget] = meta_train(net, theta, sampler, mr.softmax_cross_entropy, config, progress=False)
+    assert calls == [5] * 3 + [1] * 15
+    np.testing.assert_array_equal(runs["1G"].theta, runs["1"].theta)
+    if inner == "adam":
+        np.testing.assert_array_equal(runs["1G"].inner_state.m, runs["1"].inner_state.m)
+        np.testing.assert_array_equal(runs["1G"].inner_state.v, runs["1"].inner_state.v)
