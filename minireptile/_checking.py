@@ -37,6 +37,12 @@ class ExerciseFailed(AssertionError):
         super().__init__(message)
         self.kind = kind
 
+    def _render_traceback_(self):
+        """What IPython shows for it (a notebook cell, nbgrader's feedback page): one line, below the
+        verdict the check printed; no frames of the check's own code. The cause, where the student's
+        code raised, stays on the exception (``__cause__``), and its lines are in the verdict."""
+        return [f"ExerciseFailed: {str(self).split(':')[0]} (0 points; the verdict is above)"]
+
 
 @dataclass(frozen=True)
 class Wrong:
@@ -155,9 +161,25 @@ def _without_litter(prop):
 
 
 def _student_frames(error):
-    """The student's own traceback lines: the frames below the Answer wrapper, the last few."""
-    frames = traceback.extract_tb(error.__traceback__)[1:][-MOST_FRAMES:]
-    return [line.rstrip("\n") for line in traceback.format_list(frames)]
+    """The student's own traceback lines: the frames below the Answer wrapper, the last few, each
+    named as IPython names a notebook cell ("Cell In[3], line 4")."""
+    lines = []
+    for frame in traceback.extract_tb(error.__traceback__)[1:][-MOST_FRAMES:]:
+        lines.append(f"  {_place(frame.filename)}, line {frame.lineno}, in {frame.name}")
+        if frame.line:
+            lines.append(f"    {frame.line.strip()}")
+    return lines
+
+
+def _place(filename):
+    """'Cell In[3]' for the code of a notebook cell, else 'File "path"'."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+        named = shell.compile.format_code_name(filename) if shell is not None else None
+    except Exception:                              # no IPython, or one without cell names: the plain path
+        named = None
+    return " ".join(named) if named else f'File "{filename}"'
 
 
 def _wrap(lines):

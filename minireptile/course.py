@@ -189,8 +189,9 @@ def write_student_notebooks(source, out, overwrite=False):
     differ = [name for name, text in files.items()
               if (out.path / name).is_file() and (out.path / name).read_text() != text]
     if differ and not overwrite:
-        raise OutputError(f"--out {out.path} holds {', '.join(differ)}, changed since they were written (a "
-                          "student's work?): replace them with --overwrite, or choose another folder")
+        were, them = ("they were", "them") if len(differ) > 1 else ("it was", "it")
+        raise OutputError(f"--out {out.path} holds {', '.join(differ)}, changed since {were} written (a "
+                          f"student's work?): replace {them} with --overwrite, or choose another folder")
     for name, text in files.items():
         target = out.file(name)
         if not (target.is_file() and target.read_text() == text):

@@ -31,15 +31,17 @@ class Mark:
 def read_notebook(path):
     """The notebook at ``path`` as a dict, or GradingError saying why it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise GradingError(f"--grade {path}: a folder; give the notebook files in it (.ipynb)")
     if not path.is_file():
         raise GradingError(f"--grade {path}: no such file")
     try:
         notebook = json.loads(path.read_text())
         cells = notebook["cells"]
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-        raise GradingError(f"--grade {path}: not a Jupyter notebook (.ipynb)") from None
+        cells = None
     if not isinstance(cells, list):
-        raise GradingError(f"--grade {path}: not a Jupyter notebook (.ipynb)")
+        raise GradingError(f"--grade {path}: expected a Jupyter notebook, got a file whose content is not one")
     return notebook
 
 

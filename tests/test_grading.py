@@ -23,7 +23,9 @@ def test_refusals_name_the_file_and_say_why(refused, tmp_path):
     assert refused(["exercises", "--grade", tmp_path / "absent.ipynb"]) == \
         f"error: --grade {tmp_path / 'absent.ipynb'}: no such file"
     (tmp_path / "notes.txt").write_text("not a notebook")
-    assert "not a Jupyter notebook" in refused(["exercises", "--grade", tmp_path / "notes.txt"])
+    assert "expected a Jupyter notebook, got a file whose content is not one" in refused(
+        ["exercises", "--grade", tmp_path / "notes.txt"])
+    assert refused(["exercises", "--grade", tmp_path]).endswith(": a folder; give the notebook files in it (.ipynb)")
     (tmp_path / "other.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": "1 + 1"}]}))
     assert "holds no exercise of minireptile's" in refused(["exercises", "--grade", tmp_path / "other.ipynb"])
 
