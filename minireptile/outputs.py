@@ -16,6 +16,8 @@ class OutputError(Exception):
 def check_writable(path, flag="--out"):
     """Refuse ``path`` before any work unless it is, or can become, a writable folder: the path and
     every ancestor that exists must be a folder, and the nearest existing one writable."""
+    if not str(path).strip():
+        raise OutputError(f"{flag}: expected a folder, got an empty string")
     path = Path(path)
     for place in [path.absolute(), *path.absolute().parents]:
         if place.exists():

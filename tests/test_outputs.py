@@ -157,3 +157,9 @@ def test_wrote_lists_only_the_files_this_command_wrote(tmp_path):
     assert folder.written() == [tmp_path / "replaced.txt", tmp_path / "new.txt"]
     assert folder.report() == f"wrote:\n  {tmp_path / 'replaced.txt'}\n  {tmp_path / 'new.txt'}"
     assert RunFolder(tmp_path).report() == "wrote no files"
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(refused, tmp_path):
+    assert refused(["exercises", "--out", ""]) == "error: --out: expected a folder, got an empty string"
+    assert refused(["sine", "--out", " ", "--iterations", "3"]) == "error: --out: expected a folder, got an empty string"
+    assert list(tmp_path.iterdir()) == []
