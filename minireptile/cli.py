@@ -340,7 +340,7 @@ def build_parser():
     scale.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, "
                        "e.g. tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
     scale.add_argument("--memory", metavar="SIZE", help="what each process's chunks of images may hold at once, "
-                       "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 512M; about 300 MB more per process "
+                       "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 128M; about 300 MB more per process "
                        "comes on top)")
 
     def command(name, help_text, handler, parents=(), out=True):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_budget_reads_sizes_with_units(monkeypatch):
     monkeypatch.delenv(memory.ENV, raising=False)
-    assert memory.budget() == 512 * 2 ** 20
+    assert memory.budget() == 128 * 2 ** 20
     for text, value in [("1000", 1000), ("64M", 64 * 2 ** 20), ("1.5G", int(1.5 * 2 ** 30)), ("2k", 2048),
                         ("300MB", 300 * 2 ** 20)]:
         monkeypatch.setenv(memory.ENV, text)
