@@ -26,4 +26,4 @@ print(experiment.report(final, config.eval_tasks))
 curve = ([e.iteration for e in result.evals], [e.value["non-transductive"] for e in result.evals])
 plots.learning_curves({"Reptile": curve}, ylabel="held-out 1-shot accuracy", hlines={"chance": 1 / config.ways},
                       title=f"5-way 1-shot Omniglot, {iterations} iterations").savefig(out)
-print(f"trained in {result.seconds:.0f} s; learning curve from iteration 0 in {out}")
+print(f"{result.seconds:.0f} s of training (the evaluations not counted); learning curve from iteration 0 in {out}")

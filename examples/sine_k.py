@@ -25,7 +25,7 @@ for k in (1, 5):
     curves[f"k = {k}" + (" (joint training)" if k == 1 else "")] = (
         [e.iteration for e in result.evals], [e.value for e in result.evals])
     print(f"k = {k}: held-out MSE {result.evals[0].value:.3f} at iteration 0, {result.evals[-1].value:.3f} "
-          f"after {iterations} ({result.seconds:.1f} s)")
+          f"after {iterations} ({result.seconds:.1f} s of training)")
 fig = plots.learning_curves(curves, ylabel="held-out MSE after 32 steps", logy=True,
                             title="sine waves: joint training (k = 1) against Reptile (k = 5)")
 fig.savefig(out)
