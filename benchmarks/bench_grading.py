@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _busy import spinning
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,8 +39,7 @@ def main():
     from minireptile import course
     numbers = ["00"] if args.smoke else sorted({nb for nb, *_ in course.EXERCISES})
     students = 1 if args.smoke else args.students
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
-    try:
+    with spinning(args.busy):
         with tempfile.TemporaryDirectory(prefix="minireptile-bench-grading-") as folder:
             folder = Path(folder)
             shutil.copy(REPO / "course" / "nbgrader_config.py", folder)
@@ -61,10 +62,6 @@ def main():
                 total += seconds
                 print(f"| {source.stem} | {seconds:.1f} | {seconds / students:.1f} |", flush=True)
             print(f"| all {len(numbers)} | {total:.1f} | {total / students:.1f} |")
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 if __name__ == "__main__":

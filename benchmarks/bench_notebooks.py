@@ -12,13 +12,13 @@ outputs, are kept there for reading. ``--smoke``: notebook 00 at the grading bud
 """
 import argparse
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import nbclient
 import nbformat
+
+from _busy import spinning
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 BUDGET_VARIABLES = {"class": {}, "smoke": {"MINIREPTILE_SMOKE": "1"}, "grading": {"MINIREPTILE_GRADING": "1"}}
@@ -54,8 +54,7 @@ def main():
     paths = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if args.notebooks is None or p.name[:2] in args.notebooks)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
-    try:
+    with spinning(args.busy):
         print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, the {args.budget} budget, default BLAS "
               f"threads, {args.busy} spinning processes beside:")
         print("| notebook | seconds | minutes |")
@@ -65,10 +64,6 @@ def main():
             if args.out:
                 nbformat.write(executed, args.out / path.name)
             print(f"| {path.stem} | {seconds:.0f} | {seconds / 60:.1f} |", flush=True)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 if __name__ == "__main__":
