@@ -57,7 +57,7 @@ def test_student_notebooks_have_no_outputs(students):
 
 @pytest.mark.parametrize("notebook", sorted({nb for nb, *_ in course.EXERCISES}))
 @pytest.mark.slow
-def test_each_student_notebook_stops_with_not_implemented_error_at_its_first_exercise(students, notebook):
+def test_each_student_notebook_stops_at_its_first_check_saying_the_exercise_is_not_done(students, notebook):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     path = next(students.glob(f"{notebook}_*.ipynb"))
@@ -65,10 +65,12 @@ def test_each_student_notebook_stops_with_not_implemented_error_at_its_first_exe
     client = nbclient.NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(NOTEBOOKS)}})
     with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
         client.execute()
-    assert stopped.value.ename == "NotImplementedError"
     first = next(name for nb_, name, *_ in course.EXERCISES if nb_ == notebook)
+    assert stopped.value.ename == "ExerciseFailed"
     executed = [c for c in nb.cells if c.cell_type == "code" and c.execution_count is not None]
     assert f"exercises.check_{first}(" in executed[-1].source          # it stopped at the first check
+    printed = "".join(o.get("text", "") for o in executed[-1].outputs if o.output_type == "stream")
+    assert printed.strip() == f"{first} is not done yet: it raises NotImplementedError"
 
 
 def test_the_exercises_command_writes_the_kit_and_refuses_bad_folders(tmp_path):
