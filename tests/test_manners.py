@@ -4,8 +4,7 @@ import os
 import subprocess
 import sys
 
-IMPORT_EVERYTHING = r"""
-import ctypes, json, signal, warnings
+SPY_ON_MALLOPT = r"""
 calls = []
 class Spy:                                          # records any mallopt through ctypes
     def __init__(self, lib):
@@ -16,6 +15,11 @@ class Spy:                                          # records any mallopt throug
         return getattr(self._lib, name)
 real_cdll = ctypes.CDLL
 ctypes.CDLL = lambda *a, **k: Spy(real_cdll(*a, **k))
+"""
+
+IMPORT_EVERYTHING = r"""
+import ctypes, json, signal, warnings
+""" + SPY_ON_MALLOPT + r"""
 import matplotlib
 import matplotlib.pyplot as plt
 from threadpoolctl import threadpool_info
@@ -62,16 +66,7 @@ def test_the_command_line_computes_with_one_blas_thread_unless_told():
 
 IMPORT_THE_KIT = r"""
 import ctypes, json, signal, sys, threading, warnings
-calls = []
-class Spy:                                          # records any mallopt through ctypes
-    def __init__(self, lib):
-        self._lib = lib
-    def __getattr__(self, name):
-        if name == "mallopt":
-            calls.append(name)
-        return getattr(self._lib, name)
-real_cdll = ctypes.CDLL
-ctypes.CDLL = lambda *a, **k: Spy(real_cdll(*a, **k))
+""" + SPY_ON_MALLOPT + r"""
 import numpy as np
 from threadpoolctl import threadpool_info
 def state():
