@@ -10,27 +10,19 @@ cluster has more cores than one machine and an iteration's work is much larger t
 """
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 import minireptile as mr
 from minireptile.tasks import fewshot, omniglot
-from minireptile.train import TrainConfig, meta_train
 from minireptile.workers import Workers
+
+from bench_workers import iteration_ms         # the same timing of meta_train per iteration
 
 DATA = Path(os.environ.get("MINIREPTILE_OMNIGLOT", Path(__file__).parents[2] / "shared" / "omniglot"))
 
 mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
-
-
-def iteration_ms(net, sampler, workers, iterations, inner_iters):
-    config = TrainConfig(iterations=iterations, lr=0.001, inner="adam", meta_step=1.0)
-    theta = net.init(np.random.default_rng(0), dtype=np.float32)
-    start = time.perf_counter()
-    meta_train(net, theta, sampler, mr.softmax_cross_entropy, config, progress=False, workers=workers)
-    return (time.perf_counter() - start) / iterations * 1000
 
 
 def main():
@@ -55,10 +47,10 @@ def main():
             Workers.dask(cluster.scheduler_address) as dask, Workers.local(args.workers, threads=1) as local:
         for case, (net, sampler, iterations) in cases.items():
             for way in (local, dask):
-                iteration_ms(net, sampler, way, 1, 0)                    # the pool is shared once, before timing
+                iteration_ms(net, sampler, way, 1)                    # the pool is shared once, before timing
             for _ in range(args.rounds):
                 for name, way in zip(names, (None, local, dask)):
-                    times[case][name].append(iteration_ms(net, sampler, way, iterations, 0))
+                    times[case][name].append(iteration_ms(net, sampler, way, iterations))
     print(f"{os.cpu_count()} cores; meta-batch {args.meta_batch}; medians of {args.rounds} alternating rounds\n")
     print("| meta-iteration | " + " | ".join(names) + " | Dask's overhead |\n|---|" + "---:|" * (len(names) + 1))
     for case, row in times.items():

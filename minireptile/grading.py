@@ -9,6 +9,7 @@ line its cell printed: the check's own sentence.
 import json
 import os
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +49,14 @@ def read_notebook(path):
 def _check_cells(notebook):
     """{exercise: index of its check cell} by nbgrader's grade id, or by the call in the source."""
     found = {}
-    points = {name for _, name, _, _ in course.EXERCISES}
+    names = {name for _, name, _, _ in course.EXERCISES}
     for i, cell in enumerate(notebook["cells"]):
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
         name = grade_id[len("check_"):] if grade_id.startswith("check_") else None
         source = "".join(course._lines(cell.get("source", "")))
         if name is None:
-            name = next((n for n in points if f"exercises.check_{n}(" in source), None)
-        if cell.get("cell_type") == "code" and name in points:
+            name = next((n for n in names if f"exercises.check_{n}(" in source), None)
+        if cell.get("cell_type") == "code" and name in names:
             found[name] = i
     return found
 
@@ -85,6 +86,7 @@ def grade(path, instructor_folder=None, timeout=600):
     try:
         import nbformat
         from nbclient import NotebookClient
+        from nbclient.exceptions import DeadKernelError
     except ImportError:
         raise GradingError('--grade runs the notebook in a Jupyter kernel: pip install -e ".[notebooks]" '
                            '(or ".[course]")') from None
@@ -95,12 +97,17 @@ def grade(path, instructor_folder=None, timeout=600):
     with tempfile.TemporaryDirectory(prefix="minireptile-grading-") as folder:
         client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
                                 resources={"metadata": {"path": folder}})
-        client.execute(env=os.environ | {course.GRADING: "1"})      # the kernel runs the grading budget
+        try:
+            client.execute(env=os.environ | {course.GRADING: "1"})  # the kernel runs the grading budget
+        except (DeadKernelError, AssertionError) as err:
+            # nbclient routes Ctrl-C through asyncio, which ends the kernel: it then reports a dead kernel, or
+            # fails its own cleanup (an assertion); a notebook that ends its own process looks the same
+            if isinstance(err, AssertionError) and not _from_nbclient(err):
+                raise
+            raise GradingError(f"--grade {path}: the notebook's kernel stopped before it finished (a Ctrl-C, or "
+                               "the notebook ended its own process); nothing was graded") from None
     marks = []
-    for name, points in exercises:
-        if name not in checks:
-            marks.append(Mark(name, 0, points, "its check cell is missing"))
-            continue
+    for name, points in exercises:                      # every one of them has its check cell
         outputs = nb.cells[checks[name]].get("outputs", [])
         error = next((o for o in outputs if o.get("output_type") == "error"), None)
         printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream").strip()
@@ -111,6 +118,12 @@ def grade(path, instructor_folder=None, timeout=600):
         else:
             marks.append(Mark(name, 0, points, _verdict(printed) or f"{error['ename']}: {error['evalue']}"))
     return marks
+
+
+def _from_nbclient(error):
+    """Whether the error was raised inside nbclient itself (not in our code around it)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and "nbclient" in frames[-1].filename
 
 
 def _verdict(printed):

@@ -62,3 +62,14 @@ def test_the_instructor_notebook_gets_full_marks_and_a_wrong_answer_loses_its_po
     assert student["inner_sgd_loop"] == ["0/2", "inner_sgd_loop is not done yet: it raises NotImplementedError"]
     assert student["total"] == ["0/7"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [SINE.name, "wrong.ipynb"]   # nothing beside them
+
+
+@pytest.mark.slow
+def test_a_notebook_that_ends_its_kernel_is_refused_in_one_line(refused, tmp_path):
+    path, notebook = handout(tmp_path)
+    notebook["cells"].insert(1, {"cell_type": "code", "id": "ends-kernel", "metadata": {}, "outputs": [],
+                                 "execution_count": None, "source": "import os; os._exit(0)"})
+    path.write_text(json.dumps(notebook))
+    assert refused(["exercises", "--grade", path]).endswith(
+        "the notebook's kernel stopped before it finished (a Ctrl-C, or the notebook ended its own process); "
+        "nothing was graded")

@@ -19,19 +19,24 @@ def test_stored_without_outputs(path):
             assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
 
 
-def test_a_notebook_without_omniglot_stops_with_the_message_instead_of_faking_data(tmp_path, monkeypatch):
-    """Outside smoke mode, notebook 03 with an empty data folder (and no network) must stop at
-    its data cell, saying how to get Omniglot, and never train on the synthetic pool."""
+def notebook_03_without_data(tmp_path, monkeypatch, timeout):
+    """Notebook 03 read, and a client to run it in tmp_path, with $MINIREPTILE_OMNIGLOT an empty folder."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     empty = tmp_path / "no-omniglot-here"
     empty.mkdir()
-    monkeypatch.setenv("MINIREPTILE_SMOKE", "0")
     monkeypatch.setenv("MINIREPTILE_OMNIGLOT", str(empty))
+    nb = nbformat.read(next(p for p in NOTEBOOKS if p.name.startswith("03_")), as_version=4)
+    return nb, nbclient.NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(tmp_path)}}), empty
+
+
+def test_a_notebook_without_omniglot_stops_with_the_message_instead_of_faking_data(tmp_path, monkeypatch):
+    """Outside smoke mode, notebook 03 with an empty data folder (and no network) must stop at
+    its data cell, saying how to get Omniglot, and never train on the synthetic pool."""
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("MINIREPTILE_SMOKE", "0")
     monkeypatch.setenv("MINIREPTILE_OMNIGLOT_URL", "http://127.0.0.1:9/")   # nothing listens there
-    path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(path.parent)}})
+    nb, client, empty = notebook_03_without_data(tmp_path, monkeypatch, timeout=120)
     with pytest.raises(nbclient.exceptions.CellExecutionError,
                        match=r"no Omniglot at .*no-omniglot-here.*python -m minireptile download"):
         client.execute()
@@ -45,15 +50,9 @@ def test_a_notebook_without_omniglot_below_the_class_budget_says_how_to_get_it(t
     """At the grading budget (as nbgrader runs it) notebook 03 with an empty data folder runs on
     labelled synthetic patterns: its output names MINIREPTILE_OMNIGLOT and the download command, and
     every table of numbers is headed by the sentence that they are no results."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    empty = tmp_path / "no-omniglot-here"
-    empty.mkdir()
     monkeypatch.setenv("MINIREPTILE_GRADING", "1")
-    monkeypatch.setenv("MINIREPTILE_OMNIGLOT", str(empty))
-    path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
-    nb = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb, client, empty = notebook_03_without_data(tmp_path, monkeypatch, timeout=300)
+    client.execute()
     printed = ["".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "\n".join(printed)
     assert "MINIREPTILE_OMNIGLOT" in printed[0] and "python -m minireptile download --data DIR --subsets" in printed[0]
