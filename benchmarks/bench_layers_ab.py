@@ -3,9 +3,15 @@ meta-iteration (5 tasks x 8 inner Adam steps on minibatches of 10, 84 x 84, floa
 alternating, medians; and whether both give the same theta.
 
     python benchmarks/bench_layers_ab.py [--against REV] [--rounds 5] [--iterations 2] [--net miniimagenet]
+    python benchmarks/bench_layers_ab.py --layers [--tasks 1] ...   # where the time goes, layer by layer
 
 REV's minireptile/layers.py is read with ``git show`` and its layers build the same net, so the two
-differ in the layers only (the loop, the sampler and the tasks are this checkout's).
+differ in the layers only (the loop, the sampler and the tasks are this checkout's). Each net is
+chunked by its own caches' bytes (``memory.image_bytes``), as it would be alone.
+
+``--layers`` times each layer's forward and backward pass (the first layer's parameter gradients
+only, as ``Sequential.backward`` runs it) on one paper minibatch of 10 images for ``--tasks`` tasks
+on the task axis, both nets alternating, medians over ``--rounds``.
 """
 import argparse
 import importlib.util
@@ -18,6 +24,7 @@ import numpy as np
 
 import minireptile as mr
 from minireptile import layers as new_layers
+from minireptile import memory
 from minireptile.tasks import fewshot
 from minireptile.train import TrainConfig, meta_train
 
@@ -48,11 +55,60 @@ def _copy(layer, module):
 
 
 def one_run(net, sampler, iterations):
+    memory._MEASURED.clear()      # measured by repr(net), which both nets share: each gets its own
     config = TrainConfig(iterations=iterations, lr=0.001, inner="adam", meta_step=1.0)
     theta = net.init(np.random.default_rng(0), dtype=np.float32)
     start = time.perf_counter()
     result = meta_train(net, theta, sampler, mr.softmax_cross_entropy, config, progress=False)
     return (time.perf_counter() - start) / iterations, result.theta
+
+
+def layer_seconds(net, x, repeats=1):
+    """{layer index: (forward seconds, backward seconds)} of one pass of ``net`` on x (T?, N, ...)."""
+    theta = net.init(np.random.default_rng(0), dtype=np.float32)
+    theta = np.broadcast_to(theta, x.shape[:1] + theta.shape).copy() if x.ndim == 5 else theta
+    params = [{name: theta[..., sl].reshape(theta.shape[:-1] + shape) for name, sl, shape in slots}
+              for slots in net._slots]
+    times = {i: ([], []) for i in range(len(net.layers))}
+    for _ in range(repeats):
+        caches, y = [], x
+        for i, layer in enumerate(net.layers):
+            start = time.perf_counter()
+            y, cache = layer.forward(params[i], y)
+            times[i][0].append(time.perf_counter() - start)
+            caches.append(cache)
+        dy = np.ones_like(y)
+        for i in reversed(range(len(net.layers))):
+            start = time.perf_counter()
+            if i:
+                dy, _ = net.layers[i].backward(params[i], caches[i], dy)
+            else:
+                net.layers[i].param_grads(params[i], caches[i], dy)
+            times[i][1].append(time.perf_counter() - start)
+    return {i: (min(f), min(b)) for i, (f, b) in times.items()}
+
+
+def layer_table(nets, tasks, rounds):
+    lead = (tasks,) if tasks > 1 else ()
+    x = np.random.default_rng(0).random(lead + (10, 3, 84, 84), dtype=np.float32)
+    runs = {name: [] for name in nets}
+    for _ in range(rounds):
+        for name, net in nets.items():
+            runs[name].append(layer_seconds(net, x, repeats=3))
+    names = list(nets)
+    print(f"forward / backward of one minibatch of 10 images, {tasks} task(s) at once, ms "
+          f"(median over {rounds} alternating rounds of the best of 3)")
+    print(f"  {'':14s}" + "".join(f"  {n[:15]:>15s}" for n in names))
+    print(f"  {'layer':14s}" + "  {:>7s} {:>7s}".format("fwd", "bwd") * len(names))
+    totals = {name: 0.0 for name in names}
+    for i, layer in enumerate(next(iter(nets.values())).layers):
+        cells = []
+        for name in names:
+            f, b = (1e3 * float(np.median([r[i][j] for r in runs[name]])) for j in (0, 1))
+            totals[name] += f + b
+            cells.append(f"  {f:7.1f} {b:7.1f}")
+        print(f"  {i:2d} {type(layer).__name__:11s}" + "".join(cells))
+    print(f"  {'total':14s}" + "".join(f"  {totals[n]:15.1f}" for n in names))
 
 
 def main():
@@ -61,7 +117,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=2, help="meta-iterations per timing")
     parser.add_argument("--net", choices=("miniimagenet", "omniglot"), default="miniimagenet")
+    parser.add_argument("--layers", action="store_true", help="time each Mini-ImageNet layer instead")
+    parser.add_argument("--tasks", type=int, default=1, help="with --layers: tasks on the task axis")
     args = parser.parse_args()
+    if args.layers:
+        net = mr.miniimagenet_net(5)
+        layer_table({args.against: rebuilt(net, layers_at(args.against)), "this checkout": rebuilt(net, new_layers)},
+                    args.tasks, args.rounds)
+        return
     if args.net == "miniimagenet":
         images = np.random.default_rng(0).integers(0, 256, (64 * 30, 84, 84, 3), dtype=np.uint8)
         net, sampler = mr.miniimagenet_net(5), fewshot.training_sampler(fewshot.ImagePool(images, [30] * 64),

@@ -311,20 +311,19 @@ class BatchNorm(Layer):
         n = rows.shape[-2] * w                            # samples and positions per channel
         xc = rows - _tiled(self._sums(rows, w) / n, w)
         inv_std = 1.0 / np.sqrt(self._sums(xc, w, xc) / n + self.eps)             # (T?, C)
-        xhat = np.multiply(xc, _tiled(inv_std, w), out=xc)  # zero mean, unit variance per channel
-        y = xhat * _tiled(params["gamma"], w)
+        y = xc * _tiled(params["gamma"] * inv_std, w)    # gamma xhat, xhat = xc / std
         y += _tiled(params["beta"], w)
-        return self._unrows(y, x.shape, params["gamma"].ndim), (xhat, inv_std, w)
+        return self._unrows(y, x.shape, params["gamma"].ndim), (xc, inv_std, w)
 
     def backward(self, params, cache, dy):
-        xhat, inv_std, w = cache                          # xhat (T?, R, w C), inv_std (T?, C)
+        xc, inv_std, w = cache                            # x - mean (T?, R, w C), 1 / std (T?, C)
         dyr, _ = self._rows(params, dy)
         dbeta = self._sums(dyr, w)                        # (T?, C)
-        dgamma = self._sums(dyr, w, xhat)                 # (T?, C)
+        dgamma = self._sums(dyr, w, xc) * inv_std         # sum dy xhat  (T?, C)
         # dx = gamma / std * (dy - mean(dy) - xhat mean(dy xhat)): d xhat / dx removes
         # the mean and the component along xhat, then divides by std.
-        n = xhat.shape[-2] * w
-        dx = xhat * _tiled(-dgamma / n, w)
+        n = xc.shape[-2] * w
+        dx = xc * _tiled(-inv_std * dgamma / n, w)
         dx += dyr
         dx -= _tiled(dbeta / n, w)
         dx *= _tiled(params["gamma"] * inv_std, w)
