@@ -125,8 +125,10 @@ class Conv2d(Layer):
 
     Internally images are stored channels-last, (T?, N, H, W, C) in memory, and
     handed on as NCHW views of it: the matmul then writes its output in place, and
-    every strided copy (im2col, col2im, BatchNorm's sums) runs over C contiguous
-    values at a time instead of a row of a few pixels.
+    every strided copy (im2col, the backward pass's shifted sums, BatchNorm's rows)
+    runs over C contiguous values at a time instead of a row of a few pixels.
+    The backward pass never builds the columns' gradient (k k times the size of x):
+    each kernel offset's share of dx is one matmul, added where that offset read.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
