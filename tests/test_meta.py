@@ -196,3 +196,14 @@ def test_adam_state_mean_over_tasks_and_for_tasks():
     assert tiled.v.shape == (3, 2) and tiled.v.flags["C_CONTIGUOUS"] and tiled.t == 7
     tiled.v[0, 0] = 9.0
     assert mean.v[0] == 2.0                                     # copies, not views
+
+
+def test_weighted_defaults_to_reptiles_weights_and_first_order_names_only():
+    net = mr.sine_mlp(8)
+    rng = np.random.default_rng(0)
+    theta = net.init(rng)
+    batches = [(rng.uniform(-5, 5, (4, 1)), rng.uniform(-1, 1, (4, 1))) for _ in range(3)]
+    default = mr.meta.weighted(net, theta, batches, 0.02, mr.mse)[0]
+    np.testing.assert_allclose(default, mr.meta.reptile(net, theta, batches, 0.02, mr.mse)[0], rtol=1e-9)
+    with pytest.raises(ValueError, match="one of reptile, fomaml, joint \\(the first-order rules\\)"):
+        mr.meta.combination_weights("maml", 3)

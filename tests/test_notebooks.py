@@ -7,8 +7,11 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 2
+def test_every_notebook_the_course_names_is_there_and_each_has_exercises():
+    from minireptile import course
+    numbers = {p.name[:2] for p in NOTEBOOKS}
+    assert {number for number, *_ in course.EXERCISES} <= numbers          # the index names no missing notebook
+    assert numbers == {f"{i:02d}" for i in range(len(NOTEBOOKS))}          # numbered 00, 01, ... without gaps
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
