@@ -29,7 +29,7 @@ DATA = Path(os.environ.get("MINIREPTILE_OMNIGLOT", Path(__file__).parents[2] / "
 mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
 
 
-def skip_inner_loop(handle, images, sampler, plan, net, theta, loss, lr, method, inner, state):
+def skip_inner_loop(handle, images, sampler, plan, net, theta, loss, config, state):
     """A worker's answer without the work: the arrays a real slot group sends back."""
     t = len(plan["classes"])
     direction = np.zeros((t,) + theta.shape, theta.dtype)

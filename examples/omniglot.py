@@ -19,11 +19,11 @@ pools = omniglot.pools(omniglot.locate(download_missing=False))      # train / t
 config = omniglot.OmniglotConfig(iterations=iterations, eval_every=max(iterations // 5, 1), eval_tasks=tasks)
 net = mr.omniglot_net(config.ways)
 result = experiment.train(net, config, pools.train, pools.test, progress=False)   # a TrainResult
-final = experiment.final_evaluation(net, result.theta, pools.test, result.inner_state, config.evaluation(),
-                                    config.eval_tasks, config.seed, progress=False)
+final = experiment.final_evaluation(net, result.theta, pools.test, config, inner_state=result.inner_state,
+                                    progress=False)                     # (Final, ...): shots, state, scores
 print(pools.description)
-print(experiment.report(final, config.eval_tasks))
-curve = ([e.iteration for e in result.evals], [e.value["non-transductive"] for e in result.evals])
+print(experiment.report_finals(final))
+curve = ([e.iteration for e in result.evals], [e.value[0].accuracy for e in result.evals])   # non-transductive
 plots.learning_curves({"Reptile": curve}, ylabel="held-out 1-shot accuracy", hlines={"chance": 1 / config.ways},
                       title=f"5-way 1-shot Omniglot, {iterations} iterations").savefig(out)
 print(f"{result.seconds:.0f} s of training (the evaluations not counted); learning curve from iteration 0 in {out}")

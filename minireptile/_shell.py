@@ -1,14 +1,15 @@
-"""How a command runs as a program: one-line refusals (``UsageError``, argparse's errors), flags made
-from the configuration dataclasses, the output folder's checks and the one run preparation, worker
-processes, exit statuses, Ctrl-C and SIGTERM. ``cli.py`` declares the commands on top of it.
+"""How a command runs as a program: one-line refusals, flags made from the configuration dataclasses,
+the output folder's checks, worker processes, exit statuses, Ctrl-C and SIGTERM. ``cli.py`` declares
+the commands on top of it.
 """
 import argparse
 import dataclasses
+import os
 import re
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .config import ConfigError, differences
@@ -34,104 +35,73 @@ def show(value):
     return "(default)" if value is None else str(value)
 
 
-def add_config(parser, cls, skip=()):
+def add_config(parser, cls, required=()):
     """One option per field of the configuration dataclass ``cls``, with its help and default."""
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        meta, default = f.metadata, f.default
+        meta, default, kind = f.metadata, f.default, f.metadata.get("type") or f.type
         shown = "" if default is None else f" (default: {show(default)})"
         if isinstance(default, bool):
             parser.add_argument(flag(f.name), action="store_true", help=meta["help"])
-        elif meta.get("nargs"):
-            parser.add_argument(flag(f.name), nargs=meta["nargs"], default=default, type=meta.get("type"),
-                                metavar=metavar(meta.get("type") or str), help=meta["help"] + shown)
-        else:
-            parser.add_argument(flag(f.name), type=meta.get("type") or type(default), default=default,
-                                choices=meta.get("choices"), help=meta["help"] + shown,
-                                metavar=None if meta.get("choices") else metavar(meta.get("type") or type(default)))
+            continue
+        parser.add_argument(flag(f.name), nargs=meta.get("nargs"), default=default, help=meta["help"] + shown,
+                            type=str if kind is tuple else kind, choices=meta.get("choices"),
+                            required=f.name in required,
+                            metavar=None if meta.get("choices") else {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE"))
 
 
-def metavar(kind):
-    return {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
+def config_from(cls, args):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
-def config_from(cls, args, **changes):
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**(values | changes))
-
-
-def out_folder(args, outputs=None):
-    """The RunFolder of --out, checked whole before any work; with ``outputs`` (the command's file
-    names), refused if it holds one of them already, unless --overwrite."""
+def out_folder(args, outputs=None, checkpoints=(), config=None):
+    """The RunFolder of --out, checked whole before any work (``args.folder``, which the program reports).
+    With a ``config``, --resume needs ``checkpoints`` there that record the same training fields, and a
+    run already there (``outputs`` or checkpoints) is replaced only with --overwrite; without one, the
+    ``outputs`` there are refused unless --overwrite."""
     check_writable(args.out)
-    args.folder = RunFolder(args.out)
-    if outputs is not None:
-        args.folder.claim(outputs, args.overwrite)
-    return args.folder
-
-
-def json_out(args):
-    """--json FILE of the -eval commands: checked before any work, replaced only with --overwrite."""
-    if not args.json:
-        return None
-    path = Path(args.json)
-    check_writable(path.parent, "--json")
-    if path.is_dir():
-        raise UsageError(f"--json {path} is a folder: give a file name")
-    if path.is_file() and not args.overwrite:            # with --overwrite, the atomic write replaces it
-        raise UsageError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
-    return RunFolder(path.parent)
-
-
-#: what a single-run command (sine, omniglot, miniimagenet) leaves in OUT besides its figures
-RUN_FILES = ("checkpoint.npz", "joint_checkpoint.npz", "theta.npz", "results.json")
-
-
-def prepare_run(args, config, checkpoints="checkpoint.npz", key="config", outputs=RUN_FILES, classes=None):
-    """Refuse to mix runs, for every command that trains: --resume needs the checkpoints of OUT
-    (``checkpoints``, a pattern) to record the same training arguments under ``key`` (and the same
-    ``classes``); a run already there is replaced only with --overwrite (its files are removed first)."""
-    from .train import load_experiment, load_progress
-    out = args.folder
-    found = sorted(out.path.glob(checkpoints)) if out.path.is_dir() else []
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite exclude each other")
-    if args.resume:
+    out = args.folder = RunFolder(args.out)
+    if config is None:
+        out.claim(outputs or (), args.overwrite)
+        return out
+    found = [out.path / c for c in checkpoints if (out.path / c).is_file()]
+    if getattr(args, "resume", False):
+        if args.overwrite:
+            raise UsageError("--resume and --overwrite exclude each other")
         if not found:
-            raise UsageError(f"--resume: there is no checkpoint {out.path / checkpoints} to continue")
+            raise UsageError(f"--resume: there is no checkpoint {out.path / checkpoints[0]} to continue")
         for path in found:
-            saved = load_experiment(path)
-            if key not in saved:
-                raise UsageError(f"--resume: {path} records no configuration of the {args.command} command "
-                                 "(another command or an older minireptile wrote it); start again with --overwrite")
-            differ = [f"{flag(name)} {show(old)} (given {show(new)})"
-                      for name, old, new in differences(saved[key], config)]
-            if classes is not None and saved.get("classes") != list(classes):
-                differ.append(f"--data: training and test classes {show(saved.get('classes'))} "
-                              f"(given {show(classes)})")
-            if differ:
-                raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
-        return
-    existing = found + [out.path / name for name in outputs if (out.path / name).is_file() and
-                        out.path / name not in found]
+            _same_run(path, config)
+        return out
+    existing = found + [out.path / n for n in outputs if (out.path / n).is_file()] + [
+        p for p in sorted(out.path.glob("checkpoints/*.npz")) if p not in found]      # other runs' of the study
     if existing and not args.overwrite:
+        from .train import load_progress
         progress = load_progress(found[0]) if len(found) == 1 else None
         state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
         raise UsageError(f"--out {out.path} already holds a run{state}: continue it with --resume or "
                          "replace it with --overwrite")
     for path in existing:
         path.unlink()
+    return out
+
+
+def _same_run(path, config):
+    """Refuse to resume ``path`` unless it records ``config``'s training fields."""
+    from .train import load_experiment
+    saved = load_experiment(path)
+    if "config" not in saved:
+        raise UsageError(f"--resume: {path} records no configuration of this command (another command or an "
+                         "older minireptile wrote it); start again with --overwrite")
+    differ = [f"{flag(name)} {show(old)} (given {show(new)})" for name, old, new in differences(saved["config"], config)]
+    if differ:
+        raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
 
 
 def workers_for(args, tasks=None):
     """A context giving the Workers that --workers / --scheduler ask for, or None (this process).
     The default is a worker per core, but no more than the ``tasks`` that run at once."""
-    import os
-    from contextlib import nullcontext
-
     from .workers import Workers
-    workers, scheduler = args.workers, args.scheduler
+    workers, scheduler = getattr(args, "workers", 1), getattr(args, "scheduler", None)
     if workers is None:
         workers = max(1, min(os.cpu_count() or 1, tasks or os.cpu_count() or 1))
     if scheduler:
@@ -166,34 +136,16 @@ def check_scale(args):
             raise UsageError(str(err)) from None
 
 
-@contextmanager
-def memory_budget(args):
-    """--memory as $MINIREPTILE_MEMORY while the command runs (its worker processes inherit it)."""
-    from .memory import ENV
-    from .workers import _environment
-    if getattr(args, "memory", None) is None:
-        yield
-        return
-    with _environment({ENV: args.memory}):
-        yield
-
-
-
-
 def one_line(err):
-    """One line for an error the user can cause."""
+    """(one line, exit status) for an error the user can cause, else (None, None)."""
     from .tasks.omniglot import DataMissing
     from .train import CheckpointError, Diverged
     from .workers import WorkerLost
-    if isinstance(err, OutputError):
-        return str(err), 2
     if isinstance(err, ConfigError):
         return f"{flag(err.name)} must be {err.expected}, got {show(err.got)}", 2
-    if isinstance(err, (UsageError, CheckpointError)):
+    if isinstance(err, (UsageError, CheckpointError, OutputError)):
         return str(err), 2
-    if isinstance(err, Diverged):
-        return str(err), 1
-    if isinstance(err, (DataMissing, WorkerLost)):
+    if isinstance(err, (Diverged, DataMissing, WorkerLost)):
         return str(err), 1
     if isinstance(err, OSError):
         where = f" ({err.filename})" if err.filename and str(err.filename) not in str(err) else ""
@@ -202,13 +154,17 @@ def one_line(err):
 
 
 def parse(build_parser, argv):
-    """The arguments; where a command has a --preset, its values are the defaults of a second parse,
-    so that every flag given on the command line still wins over the preset."""
+    """The arguments; where a command has a --preset (or --smoke), its values are the defaults of a second
+    parse, so that every flag given on the command line still wins over the preset."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "preset", None) and args.command in parser.presets:
-        subparser, presets = parser.presets[args.command]
-        subparser.set_defaults(**presets[args.preset])
+    changes = {}
+    if getattr(args, "preset", None):
+        changes |= parser.presets[args.command][args.preset]
+    if getattr(args, "smoke", False) and args.command in parser.smoke:
+        changes |= parser.smoke[args.command]
+    if changes:
+        parser.subparsers[args.command].set_defaults(**changes)
         args = parser.parse_args(argv)
     return args
 
@@ -218,14 +174,17 @@ REPORT = ("this is a bug in minireptile, not in your arguments: please report it
 
 
 def run(build_parser, argv=None):
-    """Run one command of ``build_parser()``'s parser; returns the exit status (0, 1 a failure, 2 a bad argument, 128 + N a signal)."""
-    from .train import Diverged
+    """Run one command of ``build_parser()``'s parser; returns the exit status (0, 1 a failure, 2 a bad
+    argument, 128 + N a signal)."""
+    from .memory import ENV
+    from .workers import _environment
     args = None
     with sigterm_as_interrupt():
         try:
             args = parse(build_parser, argv)
             check_scale(args)
-            with memory_budget(args):
+            memory = getattr(args, "memory", None)
+            with _environment({ENV: memory}) if memory else nullcontext():    # inherited by the workers
                 args.run(args)
         except KeyboardInterrupt as err:
             print(f"\n{interrupted(args, err)}", file=sys.stderr)
@@ -236,14 +195,10 @@ def run(build_parser, argv=None):
                 if message is None:
                     err.add_note(REPORT)
                 raise
-            hint = getattr(args, "diverged_hint", None)
-            if isinstance(err, Diverged) and hint:
-                message = (f"meta-training diverged at iteration {err.iteration} (inner losses {err.losses_text}): "
-                           f"a step size is probably too large ({hint}); {err.kept}")
             print(f"error: {message}", file=sys.stderr)
             return status
         finally:
-            if args is not None and getattr(args, "folder", None) is not None:
+            if getattr(args, "folder", None) is not None:
                 args.folder.discard_if_empty()
     if getattr(args, "folder", None) is not None:
         print(args.folder.report())
@@ -276,3 +231,17 @@ def interrupted(args, err):
         return f"{how}: {err}; continue with the same command and --resume"
     written = folder.written() if folder is not None else []
     return how + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")
+
+
+def json_out(args):
+    """--json FILE of the -eval commands: checked before any work, replaced only with --overwrite."""
+    if not args.json:
+        return None
+    path = Path(args.json)
+    check_writable(path.parent, "--json")
+    if path.is_dir():
+        raise UsageError(f"--json {path} is a folder: give a file name")
+    if path.is_file() and not args.overwrite:            # with --overwrite, the atomic write replaces it
+        raise UsageError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
+    args.folder = RunFolder(path.parent)
+    return args.folder.file(path.name)

@@ -16,9 +16,13 @@ AvgGradInner = E[Hbar_i gbar_j] (i != j) = 1/2 d/dtheta E[gbar_i . gbar_j]:
     E[g_FOMAML]  = AvgGrad -   (k-1) lr AvgGradInner
     E[g_Reptile] = k AvgGrad - k (k-1) / 2 lr AvgGradInner
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._program import blas_limited
+from .config import Checked, option
+from .study import Claim, Record
 
 #: (coefficient on AvgGrad, coefficient on -lr AvgGradInner) of each expected update.
 EXPECTED_COEFFICIENTS = {
@@ -182,86 +186,154 @@ def within_task_inner_product(net, theta, tasks, loss):
     return float(np.mean(np.sum(g1 * g2, axis=1)))
 
 
-#: the files run_all writes into its folder
-OUTPUTS = ("taylor_residuals.png", "inner_product.png", "taylor.json")
-
-
-#: The analysis's budgets: "smoke" checks that it runs (the suite); "grading" is autograding's (seconds);
-#: "class" (notebook 02) and "full" (the `taylor` command) are the same: the hidden width, how many step sizes over three decades, tasks and
-#: bootstrap draws of the coefficient table, and meta-training iterations for the inner product.
-BUDGETS = {"smoke": dict(hidden=16, step_sizes=4, tasks=6, bootstrap=20, iterations=300),
-           "grading": dict(hidden=16, step_sizes=3, tasks=4, bootstrap=10, iterations=40),
-           "class": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000),
-           "full": dict(hidden=64, step_sizes=10, tasks=60, bootstrap=200, iterations=20000)}
-
-
-@blas_limited()
-def run_all(out, budget="full", seed=0, progress=True):
-    """The four checks of notebook 02 on the sine MLP at a named budget (``BUDGETS``):
-    taylor_residuals.png, inner_product.png and taylor.json in the folder ``out``; returns the numbers."""
-    from . import plots
-    from .gradcheck import check_gradient
+def inner_product_during_training(net, held_out, iterations, seed=0, progress=True):
+    """({method: the within-task inner product on ``held_out`` tasks during meta-training}, iterations)
+    for Reptile (k = 5) and joint training (k = 1) on sine waves, 20 points each run."""
     from .losses import mse
-    from .models import sine_mlp
-    from .outputs import as_folder, write_json
     from .tasks import sine
-    out = as_folder(out)
-    sizes = BUDGETS[budget]
-    rng = np.random.default_rng(seed)
-    net = sine_mlp(sizes["hidden"])
-    theta = net.init(rng)
-    results = {}
-    # 1. residuals of the first-order expansions against lr, over three decades
-    lrs = np.logspace(-5, -2, sizes["step_sizes"])
-    curves = {k: residual_curves(net, theta, sine_task(rng, k), mse, lrs) for k in (2, 3, 4)}
-    plots.taylor_residuals(lrs, curves, out.file("taylor_residuals.png"))
-    results["slopes"] = {k: {m: {"with lr terms": c[2], "without": c[3]} for m, c in cs.items()}
-                         for k, cs in curves.items()}
-    # 2. AvgGradInner is half the gradient of the within-task inner product
-    batches = sine_task(rng, 2)
-    _, grad = inner_product_and_gradient(net, theta, *batches, mse)
-    f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
-    results["inner_product_gradient_rel_error"] = check_gradient(f, theta, grad, rng, max_coords=0)
-    # 3. the coefficients of the expected updates, k = 3
-    tasks = [sine_task(rng, 3) for _ in range(sizes["tasks"])]
-    results["coefficients"] = coefficient_table(net, theta, tasks, mse, lr=1e-3, bootstrap=sizes["bootstrap"])
-    # 4. the within-task gradient inner product during meta-training
-    held_out = [sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
-    iterations = sizes["iterations"]
-    curves = {}
+    curves, its = {}, None
     for method in ("reptile", "joint"):
         config = sine.SineConfig(iterations=iterations, method=method, seed=seed)
         _, result = sine.train(config, hidden=net.layers[0].out_features, eval_every=max(iterations // 20, 1),
                                evaluate=lambda th: float(within_task_inner_product(net, th, held_out, mse)),
                                progress=progress, desc=f"sine {method}")
-        curves[method] = ([e.iteration for e in result.evals], [e.value for e in result.evals])
-    start = within_task_inner_product(net, theta, held_out, mse)
-    plots.learning_curves({f"{m} (k = {5 if m == 'reptile' else 1})": c for m, c in curves.items()},
-                          out.file("inner_product.png"), ylabel="E[gbar_1 . gbar_2] on held-out tasks",
-                          title="within-task gradient inner product during meta-training",
-                          hlines={"at initialization": start})
-    results["inner_product"] = {"initial": start, **{m: c[1] for m, c in curves.items()},
-                                "iterations": curves["reptile"][0]}
-    write_json(out.file("taylor.json"), results)
-    return results
+        its, curves[method] = tuple(e.iteration for e in result.evals), tuple(e.value for e in result.evals)
+    return curves, its
 
 
-def report(results):
-    """``run_all``'s slopes, coefficients and inner products, as text."""
-    from .report import table
-    slopes = [[k, m, f"{v['with lr terms']:.2f}", f"{v['without']:.2f}"]
-              for k, ms in results["slopes"].items() for m, v in ms.items()]
-    coefficients = [[m, f"({r['expected'][0]:g}, {r['expected'][1]:g})", f"{r['a']:.7f} +- {r['se'][0]:.7f}",
-                     f"{r['b']:.7f} +- {r['se'][1]:.7f}", f"{r['b at lr']:.4f}",
-                     " / ".join(f"{d:.1e}" for d in r["deviation by level"])]
-                    for m, r in results["coefficients"].items()]
-    ip = results["inner_product"]
-    return "\n".join([
-        "log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):",
-        table(slopes, ["k", "method", "with", "without"]),
-        f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {results['inner_product_gradient_rel_error']:.1e}",
-        "expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:",
-        table(coefficients, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3",
-                             "|deviation| from 1 / 2 / 3 step sizes"]),
-        f"within-task gradient inner product: {ip['initial']:.3f} at init; after training: "
-        f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}"])
+@dataclass(frozen=True)
+class TaylorConfig(Checked):
+    """The four checks of notebook 02 on the sine MLP: its hidden width, how many step sizes over three
+    decades, tasks and bootstrap draws of the coefficient table, meta-training iterations for the inner
+    product."""
+    seed: int = option(0, "random seed", low=0)
+    hidden: int = option(64, "hidden units of the sine MLP")
+    step_sizes: int = option(10, "step sizes lr from 1e-5 to 1e-2 for the residuals", low=2)
+    tasks: int = option(60, "tasks of the coefficient table", low=2)
+    bootstrap: int = option(200, "bootstrap draws of the coefficient table's standard errors", low=2)
+    iterations: int = option(20000, "meta-training iterations of the inner-product curves", low=20)
+
+
+Config = TaylorConfig
+
+#: The analysis's budgets, as changes to TaylorConfig: "smoke" checks that it runs (the suite); "grading" is
+#: autograding's (seconds); "class" (notebook 02) and "full" (the `taylor` command) are the same.
+BUDGETS = {"smoke": dict(hidden=16, step_sizes=4, tasks=6, bootstrap=20, iterations=300),
+           "grading": dict(hidden=16, step_sizes=3, tasks=4, bootstrap=10, iterations=40), "class": {}, "full": {}}
+
+#: what ``study.save`` writes: the JSON and the two figures
+OUTPUTS = ("taylor.json", "taylor_residuals.png", "inner_product.png")
+
+
+def checkpoints(config):
+    return []
+
+
+@dataclass(frozen=True)
+class Residuals(Record):
+    """|exact - leading-order expansion| of one method at each lr, with and without the lr H g terms,
+    and the log-log slopes (2 and 1 if the expansion is right)."""
+    with_lr_terms: tuple[float, ...]
+    without: tuple[float, ...]
+    slope_with: float
+    slope_without: float
+
+
+@dataclass(frozen=True)
+class Coefficients(Record):
+    """Measured (a, b) of a method's expected update a AvgGrad - b lr AvgGradInner (``coefficient_table``)."""
+    expected: tuple[float, ...]
+    a: float
+    b: float
+    se: tuple[float, ...]
+    b_at_lr: float
+    deviation_by_level: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TaylorResult(Record):
+    config: TaylorConfig
+    lrs: tuple[float, ...]
+    residuals: dict[int, dict[str, Residuals]]             # {k: {method: Residuals}}
+    inner_product_gradient_rel_error: float
+    coefficients: dict[str, Coefficients]                  # k = 3
+    inner_product_at_init: float
+    inner_product_iterations: tuple[int, ...]
+    inner_product: dict[str, tuple[float, ...]]            # {"reptile", "joint": along training}
+    claims: tuple[Claim, ...] = ()
+
+    def report(self):
+        from .report import table
+        slopes = [[k, m, f"{r.slope_with:.2f}", f"{r.slope_without:.2f}"]
+                  for k, ms in self.residuals.items() for m, r in ms.items()]
+        coefficients = [[m, f"({r.expected[0]:g}, {r.expected[1]:g})", f"{r.a:.7f} +- {r.se[0]:.7f}",
+                         f"{r.b:.7f} +- {r.se[1]:.7f}", f"{r.b_at_lr:.4f}",
+                         " / ".join(f"{d:.1e}" for d in r.deviation_by_level)] for m, r in self.coefficients.items()]
+        ip = self.inner_product
+        return "\n".join([
+            "log-log slopes of |exact - expansion| against lr (with / without the lr Hg terms):",
+            table(slopes, ["k", "method", "with", "without"]),
+            f"AvgGradInner = 1/2 grad E[gbar_i . gbar_j]: rel_error {self.inner_product_gradient_rel_error:.1e}",
+            "expected updates = a AvgGrad - b lr AvgGradInner (k = 3), extrapolated to lr -> 0:",
+            table(coefficients, ["method", "paper (a, b)", "measured a", "measured b", "b at lr 1e-3",
+                                 "|deviation| from 1 / 2 / 3 step sizes"]),
+            f"within-task gradient inner product: {self.inner_product_at_init:.3f} at init; after training: "
+            f"reptile {ip['reptile'][-1]:.3f}, joint {ip['joint'][-1]:.3f}", *map(str, self.claims)])
+
+    def figures(self):
+        from . import plots
+        curves = {k: {m: (r.with_lr_terms, r.without, r.slope_with, r.slope_without) for m, r in ms.items()}
+                  for k, ms in self.residuals.items()}
+        its = self.inner_product_iterations
+        return {"taylor_residuals.png": plots.taylor_residuals(np.array(self.lrs), curves),
+                "inner_product.png": plots.learning_curves(
+                    {f"{m} (k = {5 if m == 'reptile' else 1})": (its, c) for m, c in self.inner_product.items()},
+                    ylabel="E[gbar_1 . gbar_2] on held-out tasks",
+                    title="within-task gradient inner product during meta-training",
+                    hlines={"at initialization": self.inner_product_at_init})}
+
+
+def taylor_claims(residuals, coefficients):
+    """The expansion's two checks as Claims: its residuals fall as lr^2 (as lr without the lr H g terms),
+    and the coefficients measured and extrapolated to lr -> 0 are the paper's."""
+    slopes = {f"k={k} {m} {w}": v for k, ms in residuals.items() for m, r in ms.items()
+              for w, v in (("with", r.slope_with), ("without", r.slope_without))}
+    order = all((1.8 <= v <= 2.2) if n.endswith("with") else (0.8 <= v <= 1.2) for n, v in slopes.items())
+    off = {m: c.deviation_by_level[-1] for m, c in coefficients.items()}
+    return (Claim("second-order-residual", "the leading-order expansions leave an O(lr^2) remainder",
+                  "holds" if order else "does not hold",
+                  "every log-log slope with the lr H g terms in [1.8, 2.2], without them in [0.8, 1.2]", slopes),
+            Claim("expected-coefficients", "E[update] = a AvgGrad - b lr AvgGradInner with the paper's (a, b)",
+                  "holds" if max(off.values()) < 1e-3 else "does not hold",
+                  "(a, b) extrapolated to lr -> 0 within 0.001 of the paper's", off))
+
+
+@blas_limited()
+def run(config, out=None, *, resume=False, progress=True, workers=None):
+    """The four checks of notebook 02 (``resume`` and ``workers`` are not used: they take minutes here)."""
+    from .gradcheck import check_gradient
+    from .losses import mse
+    from .models import sine_mlp
+    rng = np.random.default_rng(config.seed)
+    net = sine_mlp(config.hidden)
+    theta = net.init(rng)
+    # 1. residuals of the first-order expansions against lr, over three decades
+    lrs = np.logspace(-5, -2, config.step_sizes)
+    residuals = {k: {m: Residuals(tuple(c[0]), tuple(c[1]), c[2], c[3]) for m, c in
+                     residual_curves(net, theta, sine_task(rng, k), mse, lrs).items()} for k in (2, 3, 4)}
+    # 2. AvgGradInner is half the gradient of the within-task inner product
+    batches = sine_task(rng, 2)
+    _, grad = inner_product_and_gradient(net, theta, *batches, mse)
+    f = lambda th: net.loss_and_grad(th, *batches[0], mse)[1] @ net.loss_and_grad(th, *batches[1], mse)[1]
+    rel_error = check_gradient(f, theta, grad, rng, max_coords=0)
+    # 3. the coefficients of the expected updates, k = 3
+    tasks = [sine_task(rng, 3) for _ in range(config.tasks)]
+    table = coefficient_table(net, theta, tasks, mse, lr=1e-3, bootstrap=config.bootstrap)
+    coefficients = {m: Coefficients(r["expected"], r["a"], r["b"], r["se"], r["b at lr"], tuple(r["deviation by level"]))
+                    for m, r in table.items()}
+    # 4. the within-task gradient inner product during meta-training
+    held_out = [sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
+    curves, its = inner_product_during_training(net, held_out, config.iterations, config.seed, progress)
+    return TaylorResult(config, tuple(lrs), residuals, float(rel_error), coefficients,
+                        within_task_inner_product(net, theta, held_out, mse), its, curves,
+                        taylor_claims(residuals, coefficients))

@@ -1,9 +1,15 @@
-"""Experiment configurations: frozen dataclasses whose fields carry their defaults and help texts.
+"""Configurations: frozen dataclasses whose fields carry their defaults, help texts and checks.
 
-One object per experiment holds the paper's defaults. The command line builds its options from
-it (``--inner-lr`` for the field ``inner_lr``), a checkpoint stores it, and ``--resume`` compares
-it field by field with the one given. A field marked ``train=False`` only shapes the final
-evaluation or the bookkeeping, so it may change between a run and its resumption.
+One object per study holds the paper's defaults. The command line builds its options from it
+(``--inner-lr`` for the field ``inner_lr``), a checkpoint stores it, and ``--resume`` compares it
+field by field with the one given. A field marked ``train=False`` only shapes the final evaluation
+or the bookkeeping, so it may change between a run and its resumption.
+
+Every field is checked by its type, once, here (``Checked``): an ``int`` is an integer of at least
+``low`` (default 1) and at most ``high``; a ``float`` a finite number above ``low`` (default 0; at
+least it with ``closed=True``) and at most ``high``; a field with ``choices`` one of them; a ``tuple``
+of ``type`` int holds such integers. ``None`` passes where it is the default (a value filled in by
+``derived``). A study's configuration adds only what relates its fields (``check``).
 """
 import dataclasses
 import math
@@ -11,10 +17,12 @@ import math
 import numpy as np
 
 
-def option(default, help, *, train=True, choices=None, type=None, nargs=None):
-    """A configuration field: default, help text, and whether it shapes training (``train``)."""
+def option(default, help, *, train=True, choices=None, type=None, nargs=None, low=None, high=None,
+           closed=False, why=""):
+    """A configuration field: default, help text, whether it shapes training (``train``), and its range."""
     return dataclasses.field(default=default, metadata={
-        "help": help, "train": train, "choices": choices, "type": type, "nargs": nargs})
+        "help": help, "train": train, "choices": choices, "type": type, "nargs": nargs, "low": low,
+        "high": high, "closed": closed, "why": why})
 
 
 class ConfigError(ValueError):
@@ -41,7 +49,7 @@ def check_int(name, value, low=1, high=None, why=""):
 def check_step(name, value, low=0.0, high=None, open_low=True):
     """value must be a finite number above ``low`` (or equal to it, if not ``open_low``)
     and at most ``high``."""
-    ok = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and (high is None or value <= high)
     if not ok:
         bound = f"above {low:g}" if open_low else f"at least {low:g}"
@@ -52,6 +60,54 @@ def check_step(name, value, low=0.0, high=None, open_low=True):
 def check_choice(name, value, choices):
     if value not in choices:
         raise ConfigError(name, "one of " + ", ".join(map(str, choices)), value)
+
+
+def check_field(field, value):
+    """``value`` against what ``field``'s type and metadata say (see the module's docstring)."""
+    meta, kind = field.metadata, field.type
+    if value is None and field.default is None:
+        return
+    if meta.get("choices"):
+        check_choice(field.name, value, meta["choices"])
+    elif kind in (int, "int"):
+        check_int(field.name, value, 1 if meta.get("low") is None else meta["low"], meta.get("high"), meta.get("why", ""))
+    elif kind in (float, "float"):
+        check_step(field.name, value, meta.get("low") or 0.0, meta.get("high"), not meta.get("closed"))
+    elif kind in (tuple, "tuple") and meta.get("type") is int:
+        for v in value:
+            check_int(field.name, v, 1 if meta.get("low") is None else meta["low"])
+
+
+class Checked:
+    """A frozen configuration dataclass that checks its fields when it is made: ``derived()`` fills in
+    defaults that depend on other fields ({name: value}), every field is checked by its type and
+    metadata, then ``check()`` relates the fields. Lists become tuples."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        for name, value in self.derived().items():
+            object.__setattr__(self, name, value)
+        for f in dataclasses.fields(self):
+            check_field(f, getattr(self, f.name))
+        self.check()
+
+    def derived(self):
+        return {}
+
+    def check(self):
+        pass
+
+
+def distinct(name, values, known):
+    """Each of ``values`` one of ``known``, none twice, at least one."""
+    for value in values:
+        check_choice(name, value, known)
+    if len(set(values)) != len(values):
+        raise ConfigError(name, "distinct names", values)
+    if not values:
+        raise ConfigError(name, "at least one name", "none")
 
 
 def to_dict(config):

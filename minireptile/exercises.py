@@ -290,7 +290,7 @@ def check_relative_variance(relative_variance):
         n, P, drift, seed = case
         rng = np.random.default_rng(seed)
         updates = drift * rng.standard_normal(P) + rng.standard_normal((n, P))           # (n, P)
-        expected = statistics(updates)["relative_variance_corrected"]
+        expected = statistics(updates).relative_variance_corrected
         problem = compare("the relative variance", answer(updates.copy()), expected)
         if problem and np.isinf(expected) and problem.kind == "value":
             problem = Wrong("value", f"{problem.words} (inf when |m|^2 - tr S / n is not positive: "

@@ -20,11 +20,16 @@ def _figure(rows=1, cols=1, **kwargs):
     return fig, fig.subplots(rows, cols, **kwargs)
 
 
+def save_figure(fig, path):
+    """Write the figure as a PNG, whole or not at all (Ctrl-C leaves no half-written picture)."""
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+
+
 def _done(fig, path):
-    """Write the figure as a PNG if a path is given (Ctrl-C leaves no half-written picture); return it."""
+    """The figure, also written to ``path`` if one is given."""
     if path is not None:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        save_figure(fig, path)
     return fig
 
 
@@ -178,20 +183,20 @@ def method_comparison(results, path=None):
     fig, axes = _figure(2, 2, figsize=(12, 8.5))
     styles = ["-", "--", ":", "-."]
     for (method, r), color in zip(results.methods.items(), colormaps["tab10"].colors):
-        shots = list(r.curve[0].held_out) if r.curve else []
-        for k, style in zip(shots, styles):
-            acc = np.array([p.held_out[k].accuracy for p in r.curve])
-            half = np.array([p.held_out[k].ci95 for p in r.curve])
-            for ax, x in ((axes[0, 0], [p.iteration for p in r.curve]), (axes[0, 1], [p.train_seconds for p in r.curve])):
-                ax.plot(x, acc, style, color=color, marker="o", ms=3, label=f"{r.label}, {k}")
+        curve = (results.at_init,) + tuple(r.curve)
+        for k, style in zip(results.at_init.held_out, styles):
+            acc = np.array([p.held_out[k][0].accuracy for p in curve])
+            half = np.array([p.held_out[k][0].ci95 for p in curve])
+            for ax, x in ((axes[0, 0], [p.iteration for p in curve]), (axes[0, 1], [p.train_seconds for p in curve])):
+                ax.plot(x, acc, style, color=color, marker="o", ms=3, label=f"{r.label}, {k}-shot")
                 ax.fill_between(x, acc - half, acc + half, color=color, alpha=0.12, lw=0)
-        its = [0] + [v["iteration"] for v in r.variance]
-        stats = [results.variance_at_init] + [v["statistics"] for v in r.variance]
-        relative = np.array([s[method]["relative_variance_corrected"] for s in stats], dtype=float)
+        spread = [p.variance[method] for p in curve if method in p.variance]
+        its = [p.iteration for p in curve if method in p.variance]
+        relative = np.array([s.relative_variance_corrected for s in spread], dtype=float)
         relative[~np.isfinite(relative)] = np.nan                     # no expected update visible there
         axes[1, 0].plot(its, relative, "o-", color=color, ms=3, label=r.label)
-        if all("cosine" in s[method] for s in stats):
-            axes[1, 1].plot(its, [s[method]["cosine"] for s in stats], "o-", color=color, ms=3, label=r.label)
+        if all(s.cosine is not None for s in spread):
+            axes[1, 1].plot(its, [s.cosine for s in spread], "o-", color=color, ms=3, label=r.label)
     titles = [("outer iteration", "held-out accuracy (non-transductive)", "accuracy by iteration"),
               ("training seconds (evaluations excluded)", "held-out accuracy (non-transductive)",
                "accuracy by compute"),

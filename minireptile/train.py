@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
-from .config import check_choice, check_int, check_step, differences, option, to_dict
+from .config import Checked, differences, option, to_dict
 from .inner import AdamState
 from .memory import in_pieces
 from .meta import linear_schedule, make_outer, meta_direction
@@ -32,32 +32,23 @@ from ._program import blas_limited
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """What the loop needs to know: the budget, the inner and outer steps, and how often to
     checkpoint and evaluate (``eval_every`` 0: evaluate once, at the end; otherwise a learning curve,
     from iteration 0)."""
     iterations: int
-    lr: float                               # the inner step size alpha
-    method: object = "reptile"              # "reptile", "fomaml", "joint", "maml" or weights (tuple)
-    inner: str = "sgd"                      # the inner optimizer: "sgd" or "adam"
-    meta_step: float = 0.1                  # eps at the first iteration
-    meta_step_final: float = 0.0            # eps at the last
-    outer: str = "sgd"                      # "sgd" (Reptile's interpolation) or "adam"
-    seed: int = 0
+    lr: float                                           # the inner step size alpha
+    method: object = "reptile"                          # "reptile", "fomaml", "joint", "maml" or weights (tuple)
+    inner: str = option("sgd", "the inner optimizer", choices=("sgd", "adam"))
+    meta_step: float = option(0.1, "eps at the first iteration", high=1)      # 0 would never move theta
+    meta_step_final: float = option(0.0, "eps at the last iteration", high=1, closed=True)
+    outer: str = option("sgd", "sgd (Reptile's interpolation) or adam", choices=("sgd", "adam"))
+    seed: int = option(0, "random seed", low=0)
     checkpoint_every: int = option(1000, "write the checkpoint every this many iterations", train=False)
-    eval_every: int = 0
+    eval_every: int = option(0, "evaluate every this many iterations (0: at the end)", low=0)
 
-    def __post_init__(self):
-        check_int("iterations", self.iterations)
-        check_step("lr (the inner step size)", self.lr)
-        check_step("meta_step", self.meta_step, high=1)          # 0 would never move theta
-        check_step("meta_step_final", self.meta_step_final, high=1, open_low=False)
-        check_choice("inner", self.inner, ("sgd", "adam"))
-        check_choice("outer", self.outer, ("sgd", "adam"))
-        check_int("checkpoint_every", self.checkpoint_every)
-        check_int("eval_every", self.eval_every, low=0)
-        if not isinstance(self.method, str):
-            object.__setattr__(self, "method", tuple(float(w) for w in self.method))
+    def derived(self):
+        return {} if isinstance(self.method, str) else {"method": tuple(float(w) for w in self.method)}
 
 
 @dataclass(frozen=True)
@@ -72,7 +63,7 @@ class Evaluation:
 @dataclass(frozen=True)
 class Scoring:
     """meta_train's evaluation: ``score(theta)`` returns anything, kept as an Evaluation; checkpoints
-    store it as JSON (its ``to_dict()`` if it has one) and ``read(stored)`` turns the earlier ones back
+    store it as JSON (``study.to_plain``: dataclasses and arrays too) and ``read(stored)`` turns the earlier ones back
     into values on resume (None: they stay as stored); ``report(evaluation)`` hears each new
     Evaluation as it is made (live curves). With ``at_start`` (the default) a learning curve
     (``eval_every`` > 0) starts with the score of the initial theta, at iteration 0; a study whose runs
@@ -99,11 +90,15 @@ class Diverged(FloatingPointError):
 
     def __init__(self, iteration, losses, checkpoint, saved_at):
         self.iteration, self.losses, self.checkpoint, self.saved_at = iteration + 1, losses, checkpoint, saved_at
-        self.kept = (f"the checkpoint {checkpoint} (iteration {saved_at}) is kept" if saved_at is not None
-                     else "no checkpoint was written yet")
-        self.losses_text = ", ".join(f"{v:.4g}" for v in np.ravel(losses))
-        super().__init__(f"meta-training diverged at iteration {self.iteration} (inner losses "
-                         f"{self.losses_text}): a step size is probably too large; {self.kept}")
+        self.hint = None                   # the flags to change, where a program knows them ("--inner-lr 0.1 or ...")
+
+    def __str__(self):
+        kept = (f"the checkpoint {self.checkpoint} (iteration {self.saved_at}) is kept" if self.saved_at is not None
+                else "no checkpoint was written yet")
+        losses = ", ".join(f"{v:.4g}" for v in np.ravel(self.losses))
+        hint = f" ({self.hint})" if self.hint else ""
+        return (f"meta-training diverged at iteration {self.iteration} (inner losses {losses}): a step size is "
+                f"probably too large{hint}; {kept}")
 
 
 class CheckpointError(ValueError):
@@ -188,7 +183,8 @@ def meta_train(net, theta, sample, loss, config, *, checkpoint=None, resume=Fals
     with _StopFlag() as stop, tqdm(total=last, initial=start, desc=desc, disable=not progress,
                                    mininterval=0.5, dynamic_ncols=True) as bar:
         while run.it < last:
-            run.advance(*_meta_batch(run, net, sample, loss, workers, stop, update))     # theta moves one step
+            directions, losses, inner_state = _meta_batch(run, net, sample, loss, workers, stop, update)
+            run.advance(directions.mean(axis=0), losses.mean(axis=0), inner_state)   # the mean over tasks
             bar.update(1)
             if run.it % 100 == 0 or run.it == last:
                 bar.set_postfix(loss=f"{run.history[run.it - 1, 1]:.4f}", refresh=False)
@@ -249,8 +245,7 @@ class _Run:
         arrays = {"theta": self.theta, "iteration": np.array(self.it), "history": self.history,
                   "seconds": np.array(self.wall()), "eval_seconds": np.array(self.evaluating),
                   "rng": np.array(json.dumps(self.rng.bit_generator.state)),
-                  "config": np.array(json.dumps(to_dict(self.config))), "evals": np.array(json.dumps(
-                      [[e.iteration, e.train_seconds, _stored(e.value)] for e in self.evals], default=_plain)),
+                  "config": np.array(json.dumps(to_dict(self.config))), "evals": np.array(_evaluations(self.evals)),
                   "experiment": np.array(json.dumps(self.experiment))}
         arrays.update({f"outer_{k}": v for k, v in self.outer.state().items()})
         if self.inner_state is not None:
@@ -274,17 +269,12 @@ class _Run:
             self.rng.bit_generator.state = json.loads(str(ckpt["rng"]))
             self.outer.load({k[6:]: ckpt[k] for k in ckpt.files if k.startswith("outer_")})
             self.history[:] = ckpt["history"]
-            self.evals = [self._evaluation(*e) for e in json.loads(str(ckpt["evals"]))]
+            self.evals = [Evaluation(int(it), float(seconds), self.read_evaluation(value))
+                          for it, seconds, value in json.loads(str(ckpt["evals"]))]
             self.before = float(ckpt["seconds"]) if "seconds" in ckpt.files else 0.0
             self.evaluating = float(ckpt["eval_seconds"]) if "eval_seconds" in ckpt.files else 0.0
             self.theta, self.it, self.inner_state = ckpt["theta"].copy(), int(ckpt["iteration"]), _inner_state(ckpt)
         self.saved_at = self.it
-
-    def _evaluation(self, iteration, *stored):
-        if len(stored) == 1:                 # written before 2026-12: [iteration, {name: float, "train_seconds"}]
-            value = dict(stored[0])
-            return Evaluation(int(iteration), float(value.pop("train_seconds")), self.read_evaluation(value))
-        return Evaluation(int(iteration), float(stored[0]), self.read_evaluation(stored[1]))
 
     def result(self, start):
         wall = self.wall()
@@ -292,17 +282,14 @@ class _Run:
                            self.evaluating)
 
 
-def _stored(value):
-    """What a checkpoint keeps of an evaluation: its ``to_dict()`` if it has one, else the value."""
-    return value.to_dict() if hasattr(value, "to_dict") else value
-
-
-def _plain(value):
-    """JSON for numpy scalars and arrays inside an evaluation's value."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    raise TypeError(f"an evaluation's value must be JSON (numbers, strings, lists, dicts) or have to_dict(); "
-                    f"got {type(value).__name__}")
+def _evaluations(evals):
+    """The evaluations as JSON: [[iteration, train seconds, value], ...], values as ``study.to_plain`` gives them."""
+    from .study import to_plain
+    try:
+        return json.dumps([[e.iteration, e.train_seconds, to_plain(e.value)] for e in evals])
+    except TypeError as err:
+        raise TypeError("an evaluation's value must be JSON (numbers, strings, lists, dicts), arrays, "
+                        f"dataclasses of them, or have to_dict(); {err}") from err
 
 
 def _with_local_workers(count, train, *args, **kwargs):
@@ -317,11 +304,11 @@ def _with_local_workers(count, train, *args, **kwargs):
 
 
 def _meta_batch(run, net, sample, loss, workers, stop, update=None):
-    """The mean meta-direction of the next meta-batch, its mean inner losses (k,) and the Adam state:
-    here on the task axis, or with the task slots on ``workers``. When SIGTERM reached the workers
-    too (a scheduler signals every process), the finished iterations are kept and the run stops."""
+    """``task_directions`` of the next meta-batch: here, or with the task slots on ``workers``. When SIGTERM
+    reached the workers too (a scheduler signals every process), the finished iterations are kept and the
+    run stops."""
     if workers is None:
-        return _step(net, run.theta, sample(run.rng), loss, run.config, run.inner_state, update)
+        return task_directions(net, run.theta, sample(run.rng), loss, run.config, run.inner_state, update)
     drawn_from = run.rng.bit_generator.state
     try:
         return workers.step(net, run.theta, sample, sample.plan(run.rng), loss, run.config, run.inner_state)
@@ -336,24 +323,24 @@ def _meta_batch(run, net, sample, loss, workers, stop, update=None):
         raise WorkerLost(f"{err} during iteration {run.it + 1}; {kept}") from None
 
 
-def _step(net, theta, batches, loss, config, inner_state, update=None):
-    """The mean meta-direction of one meta-batch, its mean inner losses (k,) and the Adam state.
-    Overflow is not warned about here: the caller checks that the results are finite."""
-    def rule(theta, batches):
-        if update is None:
-            return meta_direction(net, theta, batches, config.lr, loss, config.method, config.inner, inner_state)
-        return *update(net, theta, batches, config.lr, loss), inner_state
+def task_directions(net, theta, batches, loss, config, state=None, update=None):
+    """One meta-batch's update directions, task by task: lr g (T, P) by ``config``'s rule (or ``update``'s,
+    a rule of one's own), the inner losses (T, k) and the inner Adam state. The T tasks run on the task axis,
+    as many at a time as the memory budget holds (the same numbers); one task runs without it. The driver
+    and every worker compute their task slots here. Overflow is not warned about: the loop checks that the
+    results are finite."""
+    rule = (lambda th, b, st: meta_direction(net, th, b, config.lr, loss, config.method, config.inner, st)) \
+        if update is None else (lambda th, b, st: (*update(net, th, b, config.lr, loss), st))
     T = len(batches[0][0])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if T == 1:          # one task: the plain single-task path, no task axis to carry
-            return rule(theta, [(x[0], y[0]) for x, y in batches])
+        if T == 1:                          # one task: the plain single-task path, no task axis to carry
+            one = None if state is None else AdamState(state.m.reshape(theta.shape), state.v.reshape(theta.shape), state.t)
+            direction, losses, one = rule(theta, [(x[0], y[0]) for x, y in batches], one)
+            return direction[None], np.asarray(losses)[None], one and AdamState(one.m[None], one.v[None], one.t)
         thetas = np.broadcast_to(theta, (T,) + theta.shape)
-        if update is None:      # as many tasks at a time as the memory budget holds (the same numbers)
-            direction, losses, new_inner = in_pieces(lambda th, b, st: meta_direction(
-                net, th, b, config.lr, loss, config.method, config.inner, st), net, thetas, batches, inner_state)
-        else:
-            direction, losses, new_inner = rule(thetas, batches)
-        return direction.mean(axis=0), losses.mean(axis=0), new_inner          # over tasks
+        if update is not None:
+            return rule(thetas, batches, state)
+        return in_pieces(rule, net, thetas, batches, state)
 
 
 class _Checkpoint:

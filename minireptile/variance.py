@@ -18,10 +18,13 @@ is small next to the spread (relative variance near or above n), |m|^2 mostly me
 the plain relative variance saturates near n. ``corrected`` adds the unbiased estimate
 signal = |m|^2 - tr S / n of |E g|^2, and the relative variance and signal-to-noise computed from it.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from .meta import meta_gradient
 from ._program import blas_limited
+from .study import Record
 
 
 @blas_limited()
@@ -61,8 +64,25 @@ def tasks_at_once(net, batches, method, dtype=np.float32, memory=None):
     return max(1, int((budget.budget() if memory is None else memory) // per_task))
 
 
+@dataclass(frozen=True)
+class Spread(Record):
+    """The statistics above of n tasks' updates, with the bias of the sample mean removed (see the
+    module's docstring): ``signal`` is unbiased for |E g|^2 (negative when the noise hides it), and
+    ``relative_variance_corrected`` is inf when signal <= 0 (no expected update visible with n tasks)."""
+    tasks: int
+    meta_batch: int
+    mean_norm: float
+    trace: float
+    relative_variance: float
+    snr: float
+    signal: float
+    relative_variance_corrected: float
+    snr_corrected: float
+    cosine: float | None = None        # to the reference method's mean, where one was given
+
+
 def statistics(grads, meta_batch=5, reference=None):
-    """The statistics above for per-task gradients (n, P); ``reference`` (P,) for the cosine."""
+    """The Spread of per-task gradients (n, P); ``reference`` (P,) for the cosine."""
     grads = np.asarray(grads, dtype=np.float64)
     n = len(grads)
     if n < 2:
@@ -70,26 +90,17 @@ def statistics(grads, meta_batch=5, reference=None):
     mean = grads.mean(axis=0)
     trace = float(((grads - mean) ** 2).sum() / (n - 1))
     mean2 = float(mean @ mean)
-    stats = {"tasks": n, "mean_norm": mean2 ** 0.5, "trace": trace,
-             "relative_variance": trace / mean2 if mean2 > 0 else np.inf,
-             "snr": mean2 / (trace / meta_batch) if trace > 0 else np.inf, "meta_batch": meta_batch}
+    signal = mean2 - trace / n
+    cosine = None
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float64)
-        stats["cosine"] = float(mean @ reference / (np.sqrt(mean2) * np.linalg.norm(reference)))
-    return corrected(stats)
-
-
-def corrected(stats):
-    """``stats`` with the bias of the sample mean removed (see the module's docstring): "signal"
-    (unbiased for |E g|^2; negative when the noise hides it), "relative_variance_corrected"
-    (inf when signal <= 0: no expected update is visible with this many tasks) and "snr_corrected"."""
-    n, trace, mean2 = stats["tasks"], stats["trace"], stats["mean_norm"] ** 2
-    signal = mean2 - trace / n
-    return stats | {"signal": signal, "relative_variance_corrected": trace / signal if signal > 0 else np.inf,
-                    "snr_corrected": signal / (trace / stats["meta_batch"]) if trace > 0 else np.inf}
+        cosine = float(mean @ reference / (np.sqrt(mean2) * np.linalg.norm(reference)))
+    ratio = lambda a, b: a / b if b > 0 else np.inf
+    return Spread(n, meta_batch, mean2 ** 0.5, trace, ratio(trace, mean2), ratio(mean2, trace / meta_batch), signal,
+                  ratio(trace, signal), ratio(signal, trace / meta_batch), cosine)
 
 
 def compare(grads, reference="maml", meta_batch=5):
-    """{name: statistics} for {name: (n, P)}, each with its cosine to the reference method's mean."""
+    """{name: Spread} for {name: (n, P)}, each with its cosine to the reference method's mean."""
     anchor = grads[reference].mean(axis=0) if reference in grads else None
     return {name: statistics(g, meta_batch, anchor) for name, g in grads.items()}

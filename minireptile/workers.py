@@ -195,19 +195,17 @@ class Workers:
         return [s for s in np.array_split(np.arange(T), min(T, self.size)) if len(s)]
 
     def step(self, net, theta, sampler, plan, loss, config, state):
-        """The mean meta-direction of a plan's T tasks, the mean inner losses (k,) and the new
-        inner Adam state (T slots), with the slots spread over the workers."""
+        """``train.task_directions`` of a plan's T tasks, with the slots spread over the workers:
+        directions (T, P), inner losses (T, k) and the new inner Adam state (T slots), in task order."""
         handle, images = self.share(sampler.pool)
         with _worker_faults():
             futures = [self.executor.submit(
                 self.slot_fn, handle, images, sampler, {name: indices[s] for name, indices in plan.items()},
-                net, theta, loss, config.lr, config.method, config.inner,
-                None if state is None else _slot_state(state, s)) for s in self.slots(len(plan["classes"]))]
+                net, theta, loss, config, None if state is None else _slot_state(state, s))
+                for s in self.slots(len(plan["classes"]))]
             results = _results(futures, self._lost)
-        direction = np.concatenate([d for d, _, _ in results]).mean(axis=0)
-        losses = np.concatenate([l for _, l, _ in results]).mean(axis=0)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
-        return direction, losses, new_state
+        return np.concatenate([d for d, _, _ in results]), np.concatenate([l for _, l, _ in results]), new_state
 
     def score(self, score_tasks, net, thetas, pool, plans, **adapt):
         """score_tasks(net, thetas, pool, plan, **adapt) for each plan of the iterable ``plans``, in order,
@@ -334,16 +332,11 @@ def _pool(handle, images):
     return _POOLS[key]
 
 
-def _train_slots(handle, images, sampler, plan, net, theta, loss, lr, method, inner, state):
-    """direction (t, P), losses (t, k) and the inner Adam state of t task slots."""
-    from .memory import in_pieces
-    from .meta import meta_direction
+def _train_slots(handle, images, sampler, plan, net, theta, loss, config, state):
+    """``train.task_directions`` of t task slots: directions (t, P), losses (t, k), the inner Adam state."""
+    from .train import task_directions
     sampler.pool = _pool(handle, images)
-    batches = sampler.gather(plan)
-    thetas = np.broadcast_to(theta, (len(plan["classes"]),) + theta.shape)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # the driver checks finiteness
-        return in_pieces(lambda th, b, st: meta_direction(net, th, b, lr, loss, method, inner, st),
-                         net, thetas, batches, state)
+    return task_directions(net, theta, sampler.gather(plan), loss, config, state)
 
 
 def _score(score_tasks, handle, images, net, thetas, plan, adapt):

@@ -158,7 +158,7 @@ def test_resume_with_unchanged_arguments_finishes_and_counts_the_whole_run(train
     text = capsys.readouterr().out
     assert "trained 4 iterations in" in text and "accuracy over 6 tasks" in text
     results = json.loads((out / "results.json").read_text())
-    assert results["iterations"] == 4 and results["train_seconds"] > 0
+    assert results["config"]["iterations"] == 4 and results["train_seconds"] > 0
 
 
 def _as_in_a_terminal():
@@ -232,7 +232,7 @@ def test_sine_writes_only_into_its_folder_lists_the_files_and_respects_the_umask
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "runs" / "sine"
     written = sorted(p.name for p in folder.iterdir())
-    assert written == ["checkpoint.npz", "joint_checkpoint.npz", "results.json", "sine.png", "theta.npz"]
+    assert written == ["checkpoint.npz", "joint_checkpoint.npz", "sine.json", "sine.png", "theta.npz"]
     listed = result.stdout.split("wrote:\n")[1].split()
     assert sorted(Path(p).name for p in listed) == written
     for path in folder.iterdir():
@@ -259,8 +259,8 @@ def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_pat
     with_state = run([*base, "--checkpoint", out / "checkpoint.npz", "--json", tmp_path / "s.json"], tmp_path, env)
     assert with_state.returncode == 0, with_state.stderr
     assert "carried-over Adam state" in with_state.stdout and "the checkpoint's split" in with_state.stdout
-    assert set(json.loads((tmp_path / "s.json").read_text())["final"]) == {"carried-over Adam state",
-                                                                            "fresh Adam state"}
+    assert [f["state"] for f in json.loads((tmp_path / "s.json").read_text())["final"]] == [
+        "carried-over Adam state", "fresh Adam state"]
     bare = run([*base, "--checkpoint", out / "theta.npz"], tmp_path, env)
     assert bare.returncode == 0 and "carried-over" not in bare.stdout.split("holds no inner Adam state")[1]
     assert "holds no inner Adam state" in bare.stdout

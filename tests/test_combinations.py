@@ -23,6 +23,10 @@ def test_minibatches_of_one_task_do_not_overlap():
     assert all(not seen[i] & seen[j] for i in range(4) for j in range(i))
 
 
+def pools():
+    return fewshot.Pools(pool(0), pool(1), "two generated pools")
+
+
 def small(**changes):
     return combinations.CombinationsConfig(**dict(inner_lr=0.03, iterations=1, eval_every=1, eval_tasks=2) | changes)
 
@@ -30,14 +34,14 @@ def small(**changes):
 def test_one_iteration_is_each_runs_weighted_meta_gradient_step():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     train_pool, test_pool = pool(0), pool(1)
-    curves = combinations.train(net, small(seed=5), train_pool, test_pool, progress=False)
+    result = combinations.train(net, small(seed=5), fewshot.Pools(train_pool, test_pool, ""), progress=False)
     theta0 = net.init(stream(5, "initialization"), dtype=np.float32)       # replay the run's random streams
     batches = combinations.shared_minibatches(train_pool, stream(5, "training tasks"))
     for r, (name, weights, eps) in enumerate(combinations.RUNS):
         task = [(x[0], y[0]) for x, y in batches]          # every run sees the same task
         g = mr.meta_gradient(net, theta0, task, 0.03, mr.softmax_cross_entropy, list(weights))
-        np.testing.assert_allclose(curves.theta[r], theta0 - eps * 0.03 * g, rtol=1e-5, atol=1e-6)
-    assert curves.accuracy.shape == (1, 10) and 0 <= curves.random_init <= 1
+        np.testing.assert_allclose(result.thetas[name], theta0 - eps * 0.03 * g, rtol=1e-5, atol=1e-6)
+    assert len(result.runs) == 10 and result.iterations == (1,) and 0 <= result.random_init <= 1
 
 
 def claims_for(final, tasks=400, noise=0.0, seed=0):
@@ -46,9 +50,8 @@ def claims_for(final, tasks=400, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     names = [name for name, *_ in combinations.RUNS if name in final]
     difficulty = rng.normal(0, 0.2, tasks)
-    hits = np.array([final[n] + difficulty + noise * rng.normal(size=tasks) for n in names])
-    curves = combinations.Curves(names, [10], hits.mean(axis=1)[None], np.zeros((1, len(names))), 0.46, hits=hits)
-    return combinations.paper_claims(curves)
+    claims = combinations.paper_claims({n: final[n] + difficulty + noise * rng.normal(size=tasks) for n in names})
+    return {c.statement: c for c in claims}
 
 
 FINAL = {"g1": 0.5, "g2": 0.7, "g3": 0.72, "g4": 0.73, "g1+g2": 0.75, "g1+g2+g3": 0.8,
@@ -57,26 +60,27 @@ FINAL = {"g1": 0.5, "g2": 0.7, "g3": 0.72, "g4": 0.73, "g1+g2": 0.75, "g1+g2+g3"
 
 def test_paper_claims_hold_fail_or_stay_undecided_on_paired_intervals():
     claims = claims_for(FINAL)
-    assert {c["verdict"] for c in claims.values()} == {"holds"}
-    sums = claims["a sum over g1..gk beats the single last gradient g_k"]["differences"]
+    assert {c.verdict for c in claims.values()} == {"holds"}
+    assert [c.id for c in claims.values()] == ["g1-least", "sums-rise", "sum-beats-last"]
+    sums = claims["a sum over g1..gk beats the single last gradient g_k"].numbers
     assert sums["g1+g2 - g2"]["mean"] == pytest.approx(0.05)
     assert sums["g1+g2 - g2"]["ci95"] == pytest.approx(0.0, abs=1e-12)    # shared difficulty cancels
     worse = claims_for(FINAL | {"g1": 0.9})["g1 gains less than every multi-gradient run"]
-    assert worse["verdict"] == "does not hold"
+    assert worse.verdict == "does not hold"
     noisy = claims_for(FINAL | {"g1+g2+g3+g4": 0.805}, noise=0.3)["the sums rise with the number of gradients"]
-    assert noisy["verdict"] == "undecided at this budget"
+    assert noisy.verdict == "undecided at this budget"
 
 
 def test_every_run_is_scored_on_the_same_test_tasks():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     train_pool, test_pool = pool(0), pool(1)
-    curves = combinations.train(net, small(iterations=2, eval_every=2, eval_tasks=6, seed=5), train_pool, test_pool,
-                                progress=False)
-    for r in (0, 6):                                   # one run alone scores what it scored among all ten
-        alone = fewshot.task_scores(net, curves.theta[r], test_pool, stream(5, "evaluation tasks"),
+    result = combinations.train(net, small(iterations=2, eval_every=2, eval_tasks=6, seed=5),
+                                fewshot.Pools(train_pool, test_pool, ""), progress=False)
+    for name in ("g1", "g1+g2+g3+g4"):                 # one run alone scores what it scored among all ten
+        alone = fewshot.task_scores(net, result.thetas[name], test_pool, stream(5, "evaluation tasks"),
                                     fewshot.Protocol(5, 5, 0.03, inner_iters=5, batch_size=25, inner="sgd"), 6)
-        np.testing.assert_allclose(alone["non-transductive"][0], curves.hits[r], atol=1e-12)
-    assert curves.ci.shape == curves.accuracy.shape == (1, 10)
+        np.testing.assert_allclose(alone.non_transductive[0], result.hits[name], atol=1e-12)
+        assert result.runs[name].accuracy()[-1] == pytest.approx(result.hits[name].mean())
 
 
 @pytest.mark.slow
@@ -91,13 +95,11 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     assert main(["gradient-combos", "--data", str(data), "--test-alphabets", "C", "--iterations", "2",
                  "--eval-every", "1", "--eval-tasks", "2", "--out", str(out), "--quiet"]) == 0
     saved = json.loads((out / "gradient_combinations.json").read_text())
-    assert saved["iterations"] == [1, 2] and len(saved["accuracy"]) == 10
-    assert list(saved["claims"]) == ["g1 gains less than every multi-gradient run",
-                                     "the sums rise with the number of gradients",
-                                     "a sum over g1..gk beats the single last gradient g_k"]
-    for claim in saved["claims"].values():                     # every claim says what it was read from
-        assert claim["differences"] and all(np.isfinite([d["mean"], d["ci95"]]).all() for d in claim["differences"].values())
-    assert len(saved["ci95"]) == 10 and saved["eval_tasks"] == 2
+    assert saved["iterations"] == [1, 2] and len(saved["runs"]) == 10
+    assert [c["id"] for c in saved["claims"]] == ["g1-least", "sums-rise", "sum-beats-last"]
+    for claim in saved["claims"]:                              # every claim says what it was read from
+        assert claim["numbers"] and all(np.isfinite([d["mean"], d["ci95"]]).all() for d in claim["numbers"].values())
+    assert saved["config"]["eval_tasks"] == 2 and saved["runs"]["g1"]["scores"][-1][0]["tasks"] == 2
     assert (out / "gradient_combinations.png").is_file()
     assert len(list((out / "checkpoints").glob("*.npz"))) == 10 and (out / "checkpoints" / "avg-g1-g2.npz").is_file()
     assert sorted(p.stem for p in (out / "checkpoints").glob("avg-*")) == ["avg-g1-g2", "avg-g1-g3", "avg-g1-g4"]
@@ -106,7 +108,7 @@ def test_gradient_combos_and_figures_commands_end_to_end(tmp_path):
     assert main(argv) == 2                                     # a finished study: --resume or --overwrite
     assert main(argv + ["--resume", "--inner-lr", "0.1"]) == 2  # not with other training arguments
     assert main(argv + ["--resume"]) == 0                      # every run finished: read back, the same curves
-    assert json.loads((out / "gradient_combinations.json").read_text())["accuracy"] == saved["accuracy"]
+    assert json.loads((out / "gradient_combinations.json").read_text())["runs"] == saved["runs"]
     figures = ["figures", "--smoke", "--data", str(data), "--test-alphabets", "C", "--out", str(out)]
     assert main(figures) == 2                                  # gradient_combinations.* are there already
     assert main(figures + ["--overwrite"]) == 0
@@ -123,12 +125,12 @@ def test_train_uses_the_update_it_is_given():
     def frozen(net, theta, batches, lr, loss, weights):
         seen.append((theta.shape, len(batches), batches[0][0].shape, tuple(weights)))
         return np.zeros_like(theta), np.ones(len(batches))
-    curves = combinations.train(net, small(iterations=3, eval_every=3, runs=("g1", "g1+g2"), seed=1), pool(0),
-                                pool(1), progress=False, update=frozen)
+    result = combinations.train(net, small(iterations=3, eval_every=3, runs=("g1", "g1+g2"), seed=1), pools(),
+                                progress=False, update=frozen)
     start = net.init(stream(1, "initialization"), dtype=np.float32)
     assert seen == [((net.num_params,), 4, (25, 1, 8, 8), (1, 0, 0, 0))] * 3 + \
         [((net.num_params,), 4, (25, 1, 8, 8), (1, 1, 0, 0))] * 3
-    np.testing.assert_array_equal(curves.theta, np.stack([start, start]))
+    np.testing.assert_array_equal(np.stack(list(result.thetas.values())), np.stack([start, start]))
 
 
 def test_a_diverging_run_stops_with_the_loops_error_and_an_interrupted_study_resumes(tmp_path):
@@ -136,9 +138,9 @@ def test_a_diverging_run_stops_with_the_loops_error_and_an_interrupted_study_res
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     config = small(iterations=4, eval_every=2, runs=("g1", "g1+g2+g3+g4"), seed=3)
     with pytest.raises(Diverged, match="diverged at iteration 1"):
-        combinations.train(net, config, pool(0), pool(1), progress=False,
+        combinations.train(net, config, pools(), progress=False,
                            update=lambda net, theta, batches, lr, loss, w: (theta * np.nan, np.full(4, np.nan)))
-    whole = combinations.train(net, config, pool(0), pool(1), progress=False)
+    whole = combinations.train(net, config, pools(), progress=False)
     calls = []
 
     def stop_in_the_second_run(net, theta, batches, lr, loss, weights):
@@ -147,19 +149,19 @@ def test_a_diverging_run_stops_with_the_loops_error_and_an_interrupted_study_res
             raise KeyboardInterrupt
         return mr.meta.weighted(net, theta, batches, lr, loss, weights=weights)[:2]
     with pytest.raises(KeyboardInterrupt):
-        combinations.train(net, config, pool(0), pool(1), progress=False, update=stop_in_the_second_run,
+        combinations.train(net, config, pools(), progress=False, update=stop_in_the_second_run,
                            checkpoints=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g1.npz"]          # the first run finished
-    resumed = combinations.train(net, config, pool(0), pool(1), progress=False, checkpoints=tmp_path, resume=True)
-    np.testing.assert_array_equal(resumed.theta[0], whole.theta[0])          # read back, not retrained
-    np.testing.assert_allclose(resumed.theta, whole.theta, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(resumed.hits[0], whole.hits[0])
+    resumed = combinations.train(net, config, pools(), progress=False, checkpoints=tmp_path, resume=True)
+    np.testing.assert_array_equal(resumed.thetas["g1"], whole.thetas["g1"])          # read back, not retrained
+    np.testing.assert_allclose(resumed.thetas["g1+g2+g3+g4"], whole.thetas["g1+g2+g3+g4"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(resumed.hits["g1"], whole.hits["g1"])
 
 
 def test_claims_whose_runs_were_not_trained_are_left_out():
     claims = claims_for({"g1": 0.5, "g2": 0.8, "g1+g2": 0.9})
     assert list(claims) == ["g1 gains less than every multi-gradient run"]
-    assert list(claims[next(iter(claims))]["differences"]) == ["g2 - g1", "g1+g2 - g1"]
+    assert list(claims[next(iter(claims))].numbers) == ["g2 - g1", "g1+g2 - g1"]
 
 
 def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_claim():
@@ -170,7 +172,7 @@ def test_the_budgets_make_valid_configurations_and_the_class_one_keeps_every_cla
     assert needed <= set(configs["class"].runs)
     with pytest.raises(ValueError, match="runs must be one of"):
         combinations.CombinationsConfig(runs=("g1", "g9"))
-    with pytest.raises(ValueError, match="runs must be at least one run, got none"):
+    with pytest.raises(ValueError, match="runs must be at least one name, got none"):
         combinations.CombinationsConfig(runs=())
 
 
@@ -180,8 +182,9 @@ def test_an_update_of_your_own_trains_here_while_workers_score_the_same_tasks():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     config = small(iterations=2, eval_every=2, eval_tasks=3, seed=2, runs=("g1", "g1+g2+g3+g4"))
     mine = lambda net, theta, batches, lr, loss, w: mr.meta.weighted(net, theta, batches, lr, loss, weights=w)[:2]
-    alone = combinations.train(net, config, pool(0), pool(1), progress=False, update=mine)
+    alone = combinations.train(net, config, pools(), progress=False, update=mine)
     with Workers.local(2) as workers:
-        spread = combinations.train(net, config, pool(0), pool(1), progress=False, update=mine, workers=workers)
-    np.testing.assert_array_equal(spread.theta, alone.theta)
-    np.testing.assert_array_equal(spread.hits, alone.hits)
+        spread = combinations.train(net, config, pools(), progress=False, update=mine, workers=workers)
+    for name in config.runs:
+        np.testing.assert_array_equal(spread.thetas[name], alone.thetas[name])
+        np.testing.assert_array_equal(spread.hits[name], alone.hits[name])

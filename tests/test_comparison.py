@@ -41,20 +41,17 @@ def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path
     assert main(argv) == 0
     saved = json.loads((out / "method_comparison.json").read_text())
     assert list(saved["methods"]) == list(comparison.METHODS)
-    first = saved["methods"]["reptile"]["curve"][0]
+    assert [p["iteration"] for p in [saved["at_init"]]] == [0]          # one theta0, the same test tasks
     for method, r in saved["methods"].items():
-        assert [p["iteration"] for p in r["curve"]] == [0, 2, 4]
-        assert r["curve"][0] == first                           # the same theta0, the same test tasks
-        assert [v["iteration"] for v in r["variance"]] == [2, 4]
-        assert set(r["variance"][0]["statistics"]) == set(comparison.METHODS)
-        assert set(r["final"]) == {"1-shot", "2-shot"} and r["test_tasks"] == 6
-        assert 0 <= r["final"]["2-shot"]["transductive"]["accuracy"] <= 1
-        assert 0 < r["curve"][1]["train_seconds"] < r["curve"][2]["train_seconds"]
-    assert saved["variance_at_init"]["maml"]["cosine"] == pytest.approx(1.0)
-    assert set(saved["paired"]["1-shot"]["transductive"]) == {"reptile - maml", "fomaml-shared - maml",
-                                                              "fomaml-separate - maml"}
-    assert list(saved["claims"]) == ["Reptile and MAML yield similar performance", "Reptile's update has lower variance",
-                                     "Reptile converges faster (at equal training seconds)"]
+        assert [p["iteration"] for p in r["curve"]] == [2, 4]
+        assert set(r["curve"][0]["variance"]) == set(comparison.METHODS)
+        assert set(r["final"]) == {"1", "2"} and r["final"]["2"][0]["tasks"] == 6
+        assert 0 <= r["final"]["2"][1]["accuracy"] <= 1 and r["final"]["2"][1]["mode"] == "transductive"
+        assert 0 < r["curve"][0]["train_seconds"] < r["curve"][1]["train_seconds"]
+    assert saved["at_init"]["variance"]["maml"]["cosine"] == pytest.approx(1.0)
+    assert {p["method"] for p in saved["paired"] if p["shots"] == 1 and p["mode"] == "transductive"} == {
+        "reptile", "fomaml-shared", "fomaml-separate"}
+    assert [c["id"] for c in saved["claims"]] == ["similar", "lower-variance", "faster"]
     assert (out / "method_comparison.png").is_file()
     assert len(final_tasks) == 2 * 4                           # 1-shot and 2-shot of each method
     for shot in range(2):
@@ -104,8 +101,8 @@ def test_update_variance_measures_every_method_on_the_same_tasks():
     theta = net.init(np.random.default_rng(1))
     stats = comparison.update_variance(net, theta, pool, config)
     assert stats == comparison.update_variance(net, theta, pool, config)     # the same tasks at every call
-    assert stats["maml"]["cosine"] == pytest.approx(1.0)
-    assert stats["fomaml-shared"]["trace"] != stats["fomaml-separate"]["trace"]
+    assert stats["maml"].cosine == pytest.approx(1.0)
+    assert stats["fomaml-shared"].trace != stats["fomaml-separate"].trace
     # Reptile's update lr (g1 + g2 + g3) against a direct computation on task 0
     batches = config.sampler(pool, "reptile", 5)(stream(config.seed, "variance tasks"))
     phi = mr.inner_sgd(net, theta, [(x[0], y[0]) for x, y in batches], 0.05, mr.softmax_cross_entropy)[0]
@@ -127,12 +124,12 @@ def test_compare_methods_reptile_maml_computes_no_fomaml_statistic(data, tmp_pat
     assert main(["compare", "--data", str(data), "--out", str(out), *TINY, "--methods", "reptile", "maml"]) == 0
     assert rules and set(rules) == {"reptile", "maml"}
     saved = json.loads((out / "method_comparison.json").read_text())
-    assert set(saved["variance_at_init"]) == {"reptile", "maml"}
+    assert set(saved["at_init"]["variance"]) == {"reptile", "maml"}
     for r in saved["methods"].values():
-        assert all(set(v["statistics"]) == {"reptile", "maml"} for v in r["variance"])
+        assert all(set(p["variance"]) == {"reptile", "maml"} for p in r["curve"])
     assert main(["compare", "--data", str(data), "--out", str(tmp_path / "one"), *TINY, "--methods", "fomaml-shared"]) == 0
     saved = json.loads((tmp_path / "one" / "method_comparison.json").read_text())
-    assert set(saved["variance_at_init"]) == {"fomaml-shared"} and "Reptile's update has lower variance" not in saved["claims"]
+    assert set(saved["at_init"]["variance"]) == {"fomaml-shared"} and saved["claims"] == []
 
 
 def test_a_short_comparison_gets_a_short_evaluation_unless_told_otherwise():
@@ -163,46 +160,51 @@ def test_variance_in_chunks_of_the_budget_equals_all_tasks_at_once():
             np.testing.assert_array_equal(parts[m], whole[m])
 
 
+def spread(relative):
+    """A Spread whose only telling number is the bias-corrected relative variance."""
+    return comparison.Spread(10, 5, 1.0, 1.0, relative, 1.0, 1.0, relative, 1.0, 1.0)
+
+
 def results_for(differences, relative, curves):
     """A Comparison with the given paired differences (reptile - maml), relative variances
-    {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]}."""
-    stats = {m: {"relative_variance_corrected": v} for m, v in relative.items()}
-    held = lambda a, c: {"1-shot": comparison.HeldOut(a, c, a, c)}
-    methods = {m: comparison.MethodResult(m, 10, 0.0, 0.0, 10, {}, tuple(
-        comparison.CurvePoint(i, t, held(a, c)) for i, (t, a, c) in enumerate(curves[m])),
-        ({"iteration": 10, "statistics": stats},)) for m in ("reptile", "maml")}
-    paired = {"1-shot": {"non-transductive": {"reptile - maml": {"mean": differences[0], "ci95": differences[1]}}}}
-    return comparison.Comparison({"variance_tasks": 100}, "", {}, stats, methods, paired, {})
+    {method: value} and 1-shot curves {method: [(seconds, accuracy, ci)]} (the first point at init)."""
+    stats = {m: spread(v) for m, v in relative.items()}
+    held = lambda a, c: {1: (fewshot.Score("non-transductive", a, c, 10), fewshot.Score("transductive", a, c, 10))}
+    at_init = comparison.Point(held(*curves["reptile"][0][1:]), stats)
+    methods = {m: comparison.MethodResult(m, 10.0, 0.0, {}, tuple(
+        comparison.Point(held(a, c), stats, 10 * i, t) for i, (t, a, c) in enumerate(curves[m]) if i)) for m in ("reptile", "maml")}
+    paired = (comparison.Paired("reptile", "maml", 1, "non-transductive", *differences),)
+    return comparison.Comparison(comparison.CompareConfig(variance_tasks=100), "", at_init, methods, paired)
+
+
+def by_id(results):
+    return {c.id: c for c in comparison.claims(results)}
 
 
 def test_claims_hold_fail_or_stay_undecided():
     curves = {"reptile": [(0, 0.2, 0.01), (10, 0.6, 0.02)], "maml": [(0, 0.2, 0.01), (20, 0.6, 0.02)]}
     claims = comparison.claims(results_for((0.001, 0.01), {"reptile": 1.0, "maml": 2.0}, curves))
-    assert [c["verdict"] for c in claims.values()] == ["holds", "holds", "holds"]   # maml at 10 s: 0.4
+    assert [c.id for c in claims] == ["similar", "lower-variance", "faster"]
+    assert [c.verdict for c in claims] == ["holds", "holds", "holds"]   # maml at 10 s: 0.4
     claims = comparison.claims(results_for((0.05, 0.01), {"reptile": 3.0, "maml": 2.0},
                                            {"reptile": curves["reptile"], "maml": [(0, 0.2, 0.01), (5, 0.7, 0.01)]}))
-    assert [c["verdict"] for c in claims.values()] == ["does not hold", "does not hold", "does not hold"]
+    assert [c.verdict for c in claims] == ["does not hold", "does not hold", "does not hold"]
     claims = comparison.claims(results_for((0.01, 0.02), {"reptile": 1.0, "maml": 2.0},
                                            {"reptile": curves["reptile"], "maml": [(0, 0.2, 0.01), (10, 0.59, 0.05)]}))
-    verdicts = [c["verdict"] for c in claims.values()]
+    verdicts = [c.verdict for c in claims]
     assert verdicts[0] == verdicts[2] == "undecided at this budget"
     # where noise hides MAML's expected update (corrected relative variance inf), a visible one is lower
-    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 5.0, "maml": np.inf}, curves))
-    assert claims["Reptile's update has lower variance"]["verdict"] == "holds"
-    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": np.inf, "maml": np.inf}, curves))
-    verdict = claims["Reptile's update has lower variance"]["verdict"]      # noise hides both: no verdict
-    assert verdict.startswith("undecided: at 3 of 3 points") and "--variance-tasks" in verdict
-    claims = comparison.claims(results_for((0.0, 0.01), {"reptile": 3.0, "maml": 2.0}, curves))
-    assert claims["Reptile's update has lower variance"]["verdict"] == "does not hold"
+    assert by_id(results_for((0.0, 0.01), {"reptile": 5.0, "maml": np.inf}, curves))["lower-variance"].verdict == "holds"
+    verdict = by_id(results_for((0.0, 0.01), {"reptile": np.inf, "maml": np.inf}, curves))["lower-variance"].verdict
+    assert verdict.startswith("undecided: at 3 of 3 points") and "--variance-tasks" in verdict   # noise hides both
+    claim = by_id(results_for((0.0, 0.01), {"reptile": 3.0, "maml": 2.0}, curves))["lower-variance"]
+    assert claim.verdict == "does not hold" and claim.numbers["init"] == pytest.approx(1.5)
 
 
-def test_a_point_reads_back_from_its_dict_and_from_the_flat_keys_of_older_checkpoints():
-    point = comparison.Point({"1-shot": comparison.HeldOut(0.5, 0.1, 0.6, 0.2)},
-                             {"maml": {"norm": 2.0}, "reptile": {"norm": 1.0}})
+def test_a_point_reads_back_from_its_dict():
+    point = comparison.Point({1: (fewshot.Score("non-transductive", 0.5, 0.1, 4), fewshot.Score("transductive", 0.6, 0.2, 4))},
+                             {"maml": spread(2.0), "reptile": spread(np.inf)}, 20, 1.5)
     assert comparison.Point.from_dict(json.loads(json.dumps(point.to_dict()))) == point
-    flat = {"1-shot": 0.5, "1-shot ci95": 0.1, "1-shot transductive": 0.6, "1-shot transductive ci95": 0.2,
-            "variance/maml/norm": 2.0, "variance/reptile/norm": 1.0}
-    assert comparison.Point.from_dict(flat) == point
 
 
 def test_a_comparison_reads_back_from_its_json():
@@ -210,5 +212,5 @@ def test_a_comparison_reads_back_from_its_json():
                           {"reptile": [(0, 0.2, 0.01), (10, 0.6, 0.02)], "maml": [(0, 0.2, 0.01), (20, 0.6, 0.02)]})
     results = dataclasses.replace(results, claims=comparison.claims(results))
     again = comparison.Comparison.from_dict(json.loads(json.dumps(results.to_dict())))
-    assert again == results and str(again) == comparison.report(results)
-    assert "holds: Reptile and MAML yield similar performance" in str(again)
+    assert again == results and again.report() == comparison.report(results)
+    assert "holds: Reptile and MAML yield similar performance" in again.report()

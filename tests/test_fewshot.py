@@ -122,8 +122,9 @@ def test_evaluation_fine_tunes_to_well_above_chance():
     theta = net.init(np.random.default_rng(0))
     protocol = fewshot.Protocol(ways=5, shots=1, lr=0.01, inner_iters=20, batch_size=5)
     scores = fewshot.evaluate(net, theta, pool, np.random.default_rng(3), protocol, 40, chunk=20)
-    for mode, (accuracy, ci) in scores.items():
-        assert accuracy > 0.6 and 0 <= ci < 0.2, (mode, accuracy)
+    assert [s.mode for s in scores] == ["non-transductive", "transductive"]
+    for score in scores:
+        assert score.accuracy > 0.6 and 0 <= score.ci95 < 0.2 and score.tasks == 40, score
 
 
 @pytest.mark.slow
@@ -138,10 +139,9 @@ def test_omniglot_command_end_to_end(tmp_path):
             "--quiet"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert [p["iteration"] for p in results["learning_curve"]] == [0, 3, 6]
-    for state in ("carried-over Adam state", "fresh Adam state"):
-        for mode in ("transductive", "non-transductive"):
-            assert 0 <= results["final"][state][mode]["accuracy"] <= 1
+    assert [p["iteration"] for p in results["curve"]] == [0, 3, 6]
+    assert [f["state"] for f in results["final"]] == ["carried-over Adam state", "fresh Adam state"]
+    assert all(0 <= s["accuracy"] <= 1 for f in results["final"] for s in f["scores"])
     assert mr.load_theta(out / "theta.npz").dtype == np.float32
     assert (out / "learning_curve.png").is_file()
     assert main(argv + ["--resume"]) == 0                      # resumes a finished run
@@ -150,7 +150,7 @@ def test_omniglot_command_end_to_end(tmp_path):
     evaluate = ["omniglot-eval", "--data", str(data), "--test-alphabets", "C", "--ways", "3",
                 "--shots", "2", "--eval-tasks", "4", "--eval-iters", "2"]
     assert main(evaluate + ["--checkpoint", str(out / "checkpoint.npz"), "--json", str(scores)]) == 0
-    assert set(json.loads(scores.read_text())["final"]) == {"carried-over Adam state", "fresh Adam state"}
+    assert [f["state"] for f in json.loads(scores.read_text())["final"]] == ["carried-over Adam state", "fresh Adam state"]
     np.savez(tmp_path / "wrong.npz", theta=np.zeros(10))
     assert main(evaluate + ["--checkpoint", str(tmp_path / "wrong.npz")]) == 2
 
@@ -160,11 +160,10 @@ def test_evaluating_several_models_at_once_equals_one_at_a_time():
     net = mr.omniglot_net(ways=5, width=4, blocks=2, image_size=8)
     thetas = np.stack([net.init(np.random.default_rng(s)) for s in range(3)])
     protocol = fewshot.Protocol(ways=5, shots=1, lr=0.01, inner_iters=3, batch_size=5, inner="sgd")
-    together = fewshot.evaluate(net, thetas, pool, np.random.default_rng(4), protocol, 6, chunk=6)
+    together = fewshot.task_scores(net, thetas, pool, np.random.default_rng(4), protocol, 6, chunk=6)
     for r in range(3):
         alone = fewshot.evaluate(net, thetas[r], pool, np.random.default_rng(4), protocol, 6, chunk=6)   # the same tasks
-        for mode in together:
-            np.testing.assert_allclose(together[mode][0][r], alone[mode][0])
+        assert together.scores(r) == alone
 
 
 def test_evaluation_chunks_shrink_with_ways_and_shots_so_20_way_5_shot_fits_in_memory(monkeypatch):
@@ -225,8 +224,8 @@ def test_eval_tasks_3_draws_3_tasks_in_every_evaluation_and_eval_every_0_none_du
     assert sum(drawn) - 2 * 2 == 3 * 5                       # every test task drawn: 5 evaluations of 3
     calls.clear()
     assert main([str(a) for a in base + ["--eval-every", "0", "--out", tmp_path / "b"]]) == 0
-    assert [desc for desc, *_ in calls] == ["final evaluation, carried-over Adam state",
-                                            "final evaluation, fresh Adam state"]
+    assert [desc for desc, *_ in calls] == ["final evaluation, 1-shot, carried-over Adam state",
+                                            "final evaluation, 1-shot, fresh Adam state"]
     results = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert results["learning_curve"] == [] and not (tmp_path / "b" / "learning_curve.png").exists()
+    assert results["curve"] == [] and not (tmp_path / "b" / "learning_curve.png").exists()
     assert results["config"]["eval_tasks_during"] == 3

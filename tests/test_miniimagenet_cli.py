@@ -44,8 +44,9 @@ def test_training_writes_the_run_and_evaluates_each_final_shot(trained):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "learning_curve.png", "results.json",
                                                       "theta.npz"]
     results = json.loads((out / "results.json").read_text())
-    assert set(results["final"]) == {f"{k}-shot, {s} Adam state" for k in (1, 3) for s in ("carried-over", "fresh")}
-    assert [row["iteration"] for row in results["learning_curve"]] == [0, 2, 4]      # from the initial theta
+    assert [(f["shots"], f["state"]) for f in results["final"]] == [
+        (k, f"{s} Adam state") for k in (1, 3) for s in ("carried-over", "fresh")]
+    assert [row["iteration"] for row in results["curve"]] == [0, 2, 4]      # from the initial theta
     assert results["config"]["train_shots"] == 3 and results["config"]["inner_iters"] == 2
     assert "Mini-ImageNet (train: 4 classes, 24 images from the folders; val: 2 classes" in result.stdout
     assert "3-shot, fresh Adam state" in result.stdout
@@ -69,7 +70,8 @@ def test_eval_scores_a_trained_theta_on_test_or_validation_classes(trained, data
     assert result.returncode == 0, result.stderr
     assert "evaluating on val" in result.stdout
     scores = json.loads((tmp_path / "s.json").read_text())
-    assert set(scores["final"]) == {f"{k}-shot, {s} Adam state" for k in (1, 2) for s in ("carried-over", "fresh")}
+    assert [(f["shots"], f["state"]) for f in scores["final"]] == [
+        (k, f"{s} Adam state") for k in (1, 2) for s in ("carried-over", "fresh")]
 
 
 @pytest.mark.slow                 # a subprocess, or the trained run
@@ -79,7 +81,7 @@ def test_a_csv_layout_trains_too(tmp_path, env):
                   "--eval-every", 0, "--workers", 1], tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert "test: 2 classes, 12 images from the csv" in result.stdout
-    curve = json.loads((tmp_path / "out" / "results.json").read_text())["learning_curve"]
+    curve = json.loads((tmp_path / "out" / "results.json").read_text())["curve"]
     assert curve == []                                                     # --eval-every 0: none during training
 
 

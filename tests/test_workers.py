@@ -140,14 +140,14 @@ def test_a_well_formed_scheduler_address_passes_the_check():
 def test_the_memory_flag_is_refused_in_one_line_and_reaches_the_workers_as_the_budget(refused, tmp_path,
                                                                                       monkeypatch):
     from minireptile import memory
-    from minireptile._shell import memory_budget
-    from types import SimpleNamespace
+    from minireptile import cli
     assert refused(["omniglot", "--data", tmp_path, "--memory", "lots"]) == \
         "error: --memory must be a size in bytes such as 512M or 1.5G, got 'lots'"
     monkeypatch.delenv(memory.ENV, raising=False)
-    with memory_budget(SimpleNamespace(memory="64M")):
-        assert os.environ[memory.ENV] == "64M" and memory.budget() == 64 * 2 ** 20
-    assert memory.ENV not in os.environ                       # the caller's environment, as it was
+    seen = []                                                 # what the command (and its workers) would see
+    monkeypatch.setattr(cli, "cmd_study", lambda args: seen.append((os.environ.get(memory.ENV), memory.budget())))
+    assert cli.main(["omniglot", "--data", str(tmp_path), "--memory", "64M", "--quiet"]) == 0
+    assert seen == [("64M", 64 * 2 ** 20)] and memory.ENV not in os.environ    # the caller's environment, as it was
 
 
 def children(pid):

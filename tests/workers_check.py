@@ -32,7 +32,7 @@ def train(pools, method, tail, workers=None, **loop):
 def scores(pools, theta, workers=None):
     result = fewshot.evaluate(mr.omniglot_net(5), theta, pools.test, np.random.default_rng(3),
                               fewshot.Protocol(inner_iters=5), 12, chunk=4, workers=workers)
-    return {mode: acc for mode, (acc, _) in result.items()}
+    return {score.mode: score.accuracy for score in result}
 
 
 def stop_at(n):

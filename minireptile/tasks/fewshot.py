@@ -252,40 +252,65 @@ class Protocol:
             raise ValueError(f"inner must be 'adam' or 'sgd', got {self.inner!r}")
 
 
+#: the two ways of classifying a test task's queries (``predict``)
+MODES = ("non-transductive", "transductive")
+
+
+@dataclass(frozen=True)
+class Score:
+    """Accuracy on ``tasks`` held-out tasks in one ``mode`` of MODES, with its 95% half-width."""
+    mode: str
+    accuracy: float
+    ci95: float
+    tasks: int
+
+    def __str__(self):
+        return f"{100 * self.accuracy:.2f}% +- {100 * self.ci95:.2f}"
+
+
+@dataclass(frozen=True, eq=False)
+class Hits:
+    """Task by task, the fraction of queries each of R models gets right: (R, tasks) per mode.
+    Models scored together are scored on the same tasks, so their differences are paired."""
+    non_transductive: np.ndarray
+    transductive: np.ndarray
+
+    def of(self, mode):
+        return self.transductive if mode == "transductive" else self.non_transductive
+
+    def scores(self, model=0):
+        """(non-transductive Score, transductive Score) of one model."""
+        return tuple(Score(mode, *map(float, mean_ci(self.of(mode)[model])), self.of(mode).shape[1])
+                     for mode in MODES)
+
+
+#: tasks drawn at a time at most: 50 tasks of 5-way 5-shot hold 6,500 images of non-transductive predictions
+_IMAGES_PER_CHUNK = 50 * 5 * (5 * 5 + 1)
+
+
 @blas_limited()
 def evaluate(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
              desc="evaluation", workers=None, chunk=50):
-    """Accuracy on ``tasks`` held-out tasks of ``pool``, each scored as ``protocol`` (a Protocol) says.
-
-    ``theta`` (P,), or (R, P) for R models scored on the same tasks and minibatches (all
-    R x tasks adaptations run together on the task axis). ``state``: the inner Adam state
-    to start from (the authors carry the training state into evaluation); None starts
-    fresh. Returns {"transductive": (accuracy, ci95), "non-transductive": (accuracy, ci95)},
-    the 95% interval over tasks; with R models, each is a pair of (R,) arrays.
-    ``progress`` shows a bar over the tasks (it disappears when done). ``workers`` (a
-    ``workers.Workers``) scores the chunks of tasks in parallel: the driver draws every
-    task here, so the tasks and the scores do not depend on how many workers there are.
-    ``chunk``: tasks drawn at a time (at most; fewer for large tasks); it decides which tasks ``rng`` gives.
-    """
-    hits = task_scores(net, theta, pool, rng, protocol, tasks, state=state, progress=progress, desc=desc,
-                       workers=workers, chunk=chunk)
-    results = {mode: mean_ci(values) for mode, values in hits.items()}
-    if np.ndim(theta) == 1:
-        results = {mode: (float(acc[0]), float(ci[0])) for mode, (acc, ci) in results.items()}
-    return results
+    """(non-transductive, transductive) Scores of theta (P,) on ``tasks`` held-out tasks of ``pool``,
+    each task scored as ``protocol`` (a Protocol) says: fine-tuned on its support set, then its queries
+    classified. ``state``: the inner Adam state to start from (the authors carry the training state into
+    evaluation); None starts fresh. ``progress`` shows a bar over the tasks (it disappears when done).
+    ``workers`` (a ``workers.Workers``) scores the chunks of tasks in parallel: the driver draws every
+    task here, so the tasks and the scores do not depend on how many workers there are. ``chunk``: tasks
+    drawn at a time (at most; fewer for large tasks); it decides which tasks ``rng`` gives."""
+    return task_scores(net, theta, pool, rng, protocol, tasks, state=state, progress=progress, desc=desc,
+                       workers=workers, chunk=chunk).scores()
 
 
 @blas_limited()
 def task_scores(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state=None, progress=False,
                 desc="evaluation", workers=None, chunk=50):
-    """``evaluate``'s scores task by task: {mode: (R, tasks)}, the fraction of each task's queries
-    that each of the R models (R = 1 for theta (P,)) gets right. Models scored together are scored
-    on the same tasks, so their differences are paired (see ``paired_difference``)."""
+    """``evaluate``'s scores task by task (``Hits``), for theta (P,) or (R, P): R models scored on the same
+    tasks and minibatches (all R x tasks adaptations run together on the task axis)."""
     if not isinstance(tasks, (int, np.integer)) or tasks < 1:
         raise ValueError(f"tasks (the number of test tasks) must be a positive integer, got {tasks!r}")
     p, thetas = protocol, np.atleast_2d(theta)                              # (R, P)
-    # Tasks are drawn ``drawn`` at a time, a number that depends on the protocol only (at most as many
-    # as 50 tasks of 5-way 5-shot hold images of non-transductive predictions: 6,500), so the tasks that
+    # Tasks are drawn ``drawn`` at a time, a number that depends on the protocol only, so the tasks that
     # ``rng`` gives never depend on the memory budget or on the number of models R. Each drawn chunk is
     # then scored in parts of as many tasks as the budget holds for all R models (``part``).
     drawn = max(1, min(chunk, _IMAGES_PER_CHUNK // (p.ways * (p.ways * p.shots + 1))))
@@ -301,23 +326,20 @@ def task_scores(net, theta, pool, rng, protocol=Protocol(), tasks=1000, *, state
     adapt = dict(lr=p.lr, inner=p.inner, state=state)
     scored = (map(lambda plan: score_tasks(net, thetas, pool, plan, **adapt), plans()) if workers is None
               else workers.score(score_tasks, net, thetas, pool, plans(), **adapt))
-    correct = {"transductive": [], "non-transductive": []}
+    correct = {mode: [] for mode in MODES}
     with tqdm(total=tasks, desc=desc, unit="task", disable=not progress, leave=False, mininterval=0.5,
               dynamic_ncols=True) as bar:
         for hits in scored:
-            for mode in correct:
+            for mode in MODES:
                 correct[mode].append(hits[mode])
             bar.update(hits["transductive"].shape[1])
-    return {mode: np.concatenate(values, axis=1) for mode, values in correct.items()}
+    return Hits(*(np.concatenate(correct[mode], axis=1) for mode in MODES))
 
 
 def paired_difference(hits_a, hits_b):
     """Mean and 95% half-width of a - b over the same tasks (tasks,): the paired comparison,
     free of the task-to-task spread that both share."""
-    return mean_ci(np.asarray(hits_a, dtype=np.float64) - np.asarray(hits_b, dtype=np.float64))
-
-
-_IMAGES_PER_CHUNK = 50 * 5 * (5 * 5 + 1)
+    return tuple(map(float, mean_ci(np.asarray(hits_a, dtype=np.float64) - np.asarray(hits_b, dtype=np.float64))))
 
 
 def image_shape(pool):

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .._atomic import atomic_write
 from ..config import option
 from ..outputs import cache_dir
+from . import experiment
 from .experiment import EvalConfig, FewShotConfig
 from .fewshot import ImagePool
 
@@ -271,6 +272,10 @@ def pools(root, cache=None, progress=False):
     return Pools(data.pools["train"], data.pools["test"], description, val=data.pools.get("val"))
 
 
+DATA_HELP = ("Mini-ImageNet folder: {train,val,test}/<class>/*.JPEG, {train,val,test}.csv beside images/, "
+             "or mini-imagenet-cache-{train,val,test}.pkl")
+
+
 @dataclass(frozen=True)
 class MiniImageNetConfig(FewShotConfig):
     """The paper's 5-way Mini-ImageNet recipe (Table 3 of the appendix): the inner Adam (lr 0.001,
@@ -281,6 +286,34 @@ class MiniImageNetConfig(FewShotConfig):
     train_shots: int = option(15, "images per class that a training task draws")
     final_shots: tuple = option((1, 5), "support images per class (K) of the final evaluations, one "
                                 "evaluation each", train=False, nargs="+", type=int)
+    data: str = option(None, DATA_HELP, train=False, type=str)
+
+
+Config = MiniImageNetConfig
+
+#: The command's budgets, as changes to MiniImageNetConfig: "smoke" checks that it runs; "full" is the
+#: paper's (days here: docs/results.md).
+BUDGETS = {"smoke": dict(iterations=2, eval_every=2, eval_tasks=2, eval_iters=2), "grading": dict(
+    iterations=2, eval_every=2, eval_tasks=2, eval_iters=2), "class": dict(iterations=200, eval_tasks=50),
+    "full": {}}
+OUTPUTS, checkpoints = experiment.OUTPUTS, experiment.checkpoints
+
+
+def prepare(config, progress=True):
+    """(config, the Pools of ``config.data``; the cache is built on first use), checked against each other."""
+    found = pools(config.data, progress=progress)
+    config.check_data(found)
+    return config, found
+
+
+def run(config, out=None, *, resume=False, progress=True, workers=None, pools=None):
+    """The few-shot experiment on Mini-ImageNet (``experiment.run_experiment``), its learning curve on the
+    validation classes: on ``pools`` if given, else on those of ``config.data``."""
+    from ..models import miniimagenet_net
+    if pools is None:
+        config, pools = prepare(config, progress)
+    return experiment.run_experiment(miniimagenet_net(config.ways), config, pools, out, command="miniimagenet",
+                                     resume=resume, progress=progress, workers=workers)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import os
 import re
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from .._atomic import atomic_write
 from ..config import ConfigError, option
 from ..outputs import cache_dir
-from .experiment import FewShotConfig
+from . import experiment
+from .experiment import EvalConfig, FewShotConfig  # noqa: F401  (EvalConfig: the omniglot-eval command's)
 from .fewshot import ClassPool, Pools
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
@@ -297,16 +298,42 @@ def pools(root, test_alphabets=None, seed=0, cache=None, origin="given"):
 PRESETS = {"5-way": {},
            "20-way": dict(ways=20, inner_batch=20, inner_iters=10, inner_lr=0.0005, eval_batch=10, eval_iters=50)}
 
+DATA_HELP = "folder holding the Omniglot zips or folders (python -m minireptile download fetches them)"
+
 
 @dataclass(frozen=True)
 class OmniglotConfig(FewShotConfig):
-    """The few-shot experiment on Omniglot, with its split."""
+    """The few-shot experiment on Omniglot, with its data and split."""
+    data: str = option(None, DATA_HELP, train=False, type=str)
     test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.test_alphabets is not None:
-            object.__setattr__(self, "test_alphabets", tuple(self.test_alphabets))
+
+Config = OmniglotConfig
+
+#: The command's budgets, as changes to OmniglotConfig: "smoke" checks that it runs (seconds); "full" is
+#: the paper's (days here: docs/results.md).
+BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=4, eval_iters=5), "grading": dict(
+    iterations=2, eval_every=2, eval_tasks=2, eval_iters=2), "class": dict(iterations=1000, eval_tasks=200),
+    "full": {}}
+OUTPUTS, checkpoints = experiment.OUTPUTS, experiment.checkpoints
+
+
+def prepare(config, progress=True):
+    """(config with its split's test alphabets, the Pools of ``config.data``), checked against each other."""
+    found = pools(config.data, config.test_alphabets, config.seed)
+    config = replace(config, test_alphabets=found.test_alphabets)
+    config.check_data(found)
+    return config, found
+
+
+def run(config, out=None, *, resume=False, progress=True, workers=None, pools=None):
+    """The few-shot experiment on Omniglot (``experiment.run_experiment``): on ``pools`` (``fewshot.Pools``)
+    if given, else on those of ``config.data``."""
+    from ..models import omniglot_net
+    if pools is None:
+        config, pools = prepare(config, progress)
+    return experiment.run_experiment(omniglot_net(config.ways), config, pools, out, command="omniglot",
+                                     resume=resume, progress=progress, workers=workers)
 
 
 class DataMissing(RuntimeError):
