@@ -10,10 +10,9 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 
-from .config import ConfigError, differences
-from .outputs import OutputError, RunFolder, check_writable
+from .config import ConfigError
+from .outputs import OutputError, RunFolder, check_writable, prepare_run
 
 
 class UsageError(Exception):
@@ -23,6 +22,38 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):                       # argparse's usage + message -> one line
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+class Commands(Parser):
+    """The program's parser: ``command(...)`` adds a subcommand with the flags every command shares."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._commands = self.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+        self.subparsers, self.presets, self.smoke = {}, {}, {}
+
+    def command(self, name, help_text, handler, out=True, overwrite="replace outputs that exist already in OUT",
+                resume=False, scale=False):
+        p = self.subparsers[name] = self._commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--debug", action="store_true", help="show a traceback on errors")
+        if out:
+            p.add_argument("--out", default=f"runs/{name}", help=f"output folder (default: runs/{name})")
+        if overwrite:
+            p.add_argument("--overwrite", action="store_true", help=overwrite)
+        if resume:
+            p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint "
+                           "(the training arguments must be the same)")
+        if scale:
+            p.add_argument("--workers", type=int, metavar="N", help="worker processes for the tasks; 1 runs "
+                           "everything in this process (default: one per core, at most one per task of a meta-batch)")
+            p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, e.g. "
+                           "tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
+            p.add_argument("--memory", metavar="SIZE", help="what each process's chunks of images may hold at once, "
+                           "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 128M; about 300 MB more per "
+                           "process comes on top)")
+        p.set_defaults(run=handler)
+        return p
 
 
 def flag(name):
@@ -55,46 +86,15 @@ def config_from(cls, args):
 
 def out_folder(args, outputs=None, checkpoints=(), config=None):
     """The RunFolder of --out, checked whole before any work (``args.folder``, which the program reports).
-    With a ``config``, --resume needs ``checkpoints`` there that record the same training fields, and a
-    run already there (``outputs`` or checkpoints) is replaced only with --overwrite; without one, the
+    With a ``config``, the run there is prepared as ``outputs.prepare_run`` says; without one, the
     ``outputs`` there are refused unless --overwrite."""
     check_writable(args.out)
     out = args.folder = RunFolder(args.out)
     if config is None:
         out.claim(outputs or (), args.overwrite)
-        return out
-    found = [out.path / c for c in checkpoints if (out.path / c).is_file()]
-    if getattr(args, "resume", False):
-        if args.overwrite:
-            raise UsageError("--resume and --overwrite exclude each other")
-        if not found:
-            raise UsageError(f"--resume: there is no checkpoint {out.path / checkpoints[0]} to continue")
-        for path in found:
-            _same_run(path, config)
-        return out
-    existing = found + [out.path / n for n in outputs if (out.path / n).is_file()] + [
-        p for p in sorted(out.path.glob("checkpoints/*.npz")) if p not in found]      # other runs' of the study
-    if existing and not args.overwrite:
-        from .train import load_progress
-        progress = load_progress(found[0]) if len(found) == 1 else None
-        state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
-        raise UsageError(f"--out {out.path} already holds a run{state}: continue it with --resume or "
-                         "replace it with --overwrite")
-    for path in existing:
-        path.unlink()
+    else:
+        prepare_run(out, config, outputs, checkpoints, getattr(args, "resume", False), args.overwrite)
     return out
-
-
-def _same_run(path, config):
-    """Refuse to resume ``path`` unless it records ``config``'s training fields."""
-    from .train import load_experiment
-    saved = load_experiment(path)
-    if "config" not in saved:
-        raise UsageError(f"--resume: {path} records no configuration of this command (another command or an "
-                         "older minireptile wrote it); start again with --overwrite")
-    differ = [f"{flag(name)} {show(old)} (given {show(new)})" for name, old, new in differences(saved["config"], config)]
-    if differ:
-        raise UsageError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
 
 
 def workers_for(args, tasks=None):
@@ -231,17 +231,3 @@ def interrupted(args, err):
         return f"{how}: {err}; continue with the same command and --resume"
     written = folder.written() if folder is not None else []
     return how + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")
-
-
-def json_out(args):
-    """--json FILE of the -eval commands: checked before any work, replaced only with --overwrite."""
-    if not args.json:
-        return None
-    path = Path(args.json)
-    check_writable(path.parent, "--json")
-    if path.is_dir():
-        raise UsageError(f"--json {path} is a folder: give a file name")
-    if path.is_file() and not args.overwrite:            # with --overwrite, the atomic write replaces it
-        raise UsageError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
-    args.folder = RunFolder(path.parent)
-    return args.folder.file(path.name)

@@ -7,12 +7,11 @@ its JSON and figures (``study.save``). Every value is checked before any trainin
 starts: a bad one ends in one line on stderr naming the flag, with exit status 2 and no output folder.
 """
 import dataclasses
-import errno
 import importlib
 from pathlib import Path
 
 from . import _shell
-from ._shell import Parser, UsageError, add_config, check_writable, config_from, json_out, out_folder, workers_for
+from ._shell import Commands, UsageError, add_config, check_writable, config_from, out_folder, workers_for
 from .config import ConfigError
 
 #: command: (study module, help, whether it keeps checkpoints to --resume, whether it has --workers)
@@ -104,39 +103,29 @@ EVALUATIONS = {"omniglot-eval": ("tasks.omniglot", "omniglot_net", "an Omniglot"
 def cmd_evaluate(args):
     """Score the theta of --checkpoint (with the inner Adam state, when it holds one) for each --shots."""
     from . import models
-    from .outputs import write_json
+    from .outputs import json_file, write_json
+    from .study import to_plain
     from .tasks import experiment
-    from .train import load_experiment, load_inner_state, load_theta
+    from .train import load_inner_state
     name, net_name, kind = EVALUATIONS[args.command]
-    module, make_net = importlib.import_module(f".{name}", __package__), getattr(models, net_name)
+    module = importlib.import_module(f".{name}", __package__)
     config = config_from(module.EvalConfig, args)
-    json_file = json_out(args)
-    record = load_experiment(args.checkpoint)              # a missing or foreign checkpoint: before the data is read
-    saved = record.get("config", {})
-    if saved.get("ways") is not None and config.ways not in (None, saved["ways"]):
-        raise UsageError(f"--ways must be {saved['ways']}: {args.checkpoint} is a {saved['ways']}-way net, "
-                         f"got {config.ways}")
-    ways = saved.get("ways") or config.ways
-    if ways is None:
-        what = "a bare theta" if not record else f"its record is of {' and '.join(record)}, from another command"
-        raise UsageError(f"--checkpoint {args.checkpoint} records no configuration ({what}): give --ways")
-    config, theta = dataclasses.replace(config, ways=ways), load_theta(args.checkpoint)
-    if theta.size != make_net(ways).num_params:
-        raise UsageError(f"--checkpoint {args.checkpoint} holds {theta.size} parameters, not those of {kind} "
-                         f"{ways}-way net ({make_net(ways).num_params})")
-    test_pool, described = _test_pool(args, module, saved)
+    if args.json:
+        args.folder, json_path = json_file(args.json, args.overwrite)
+    net, theta, ways, record = experiment.trained_net(getattr(models, net_name), kind, args.checkpoint, config.ways)
+    config = dataclasses.replace(config, ways=ways)        # the checkpoint is read before the data
+    test_pool, described = _test_pool(args, module, record.get("config", {}))
     experiment.check_pools(config.ways, config.shots, None, test_pool)
     print(described)
     state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
     if config.inner == "adam" and state is None:
         print(f"{args.checkpoint} holds no inner Adam state: evaluating with a fresh state only")
     with workers_for(args) as workers:
-        final = experiment.final_evaluation(make_net(ways), theta, test_pool, config, inner_state=state,
-                                            progress=not args.quiet, workers=workers)
+        final = experiment.final_evaluation(net, theta, test_pool, config, inner_state=state, progress=not args.quiet,
+                                            workers=workers)
     print(experiment.report_finals(final))
-    if json_file:
-        from .study import to_plain
-        write_json(json_file, {"checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
+    if args.json:
+        write_json(json_path, {"checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
                                "split": described, "final": to_plain(final)})
 
 
@@ -145,9 +134,9 @@ def _test_pool(args, module, saved):
     --test-alphabets), Mini-ImageNet's --split."""
     try:
         if args.command == "omniglot-eval":
-            alphabets = args.test_alphabets or saved.get("test_alphabets")
             origin = "given" if args.test_alphabets else "the checkpoint's split"
-            pools = module.pools(args.data, alphabets, saved.get("seed", 0), origin=origin)
+            pools = module.pools(args.data, args.test_alphabets or saved.get("test_alphabets"), saved.get("seed", 0),
+                                 origin=origin)
             return pools.test, pools.description
         pools = module.pools(args.data, progress=not args.quiet)
     except ConfigError:
@@ -173,15 +162,11 @@ def cmd_download(args):
 
 def cmd_exercises(args):
     from . import course, grading
-    if args.grade:                                       # every file readable before the first one runs
+    if args.grade:
         try:
-            for path in args.grade:
-                grading.graded_version(grading.read_notebook(path), args.notebooks)
-            for path in args.grade:
-                print(grading.report(path, grading.grade(path, args.notebooks)), flush=True)
+            return grading.grade_all(args.grade, args.notebooks)
         except grading.GradingError as err:
             raise UsageError(str(err)) from None
-        return
     source = Path(args.notebooks)
     if not source.is_dir() or not list(source.glob("*.ipynb")):
         raise UsageError(f"--notebooks {source}: no notebooks there (they come with the source checkout "
@@ -195,61 +180,19 @@ def cmd_exercises(args):
 
 
 def cmd_demo(args):
-    from .demo import Model, make_server
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be from 0 to 65535 (0: any free port), got {args.port}")
-    model = Model(args.checkpoint)
+    from .demo import PortRefused, serve
     try:
-        server = make_server(model, args.port)
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise
-        raise UsageError(f"--port {args.port}: the port is taken on 127.0.0.1 (another demo or server runs "
-                         "there); choose another with --port N, or --port 0 for any free one") from None
-    print(f"minireptile demo: open http://127.0.0.1:{server.server_port}/ (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped")
-    finally:
-        server.server_close()
+        serve(args.checkpoint, args.port)
+    except PortRefused as err:
+        raise UsageError(str(err)) from None
 
 
 def build_parser():
-    from .course import notebooks_folder
-    from .tasks import miniimagenet, omniglot
-    parser = Parser(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parser.subparsers, parser.presets, parser.smoke = {}, {}, {}
-
-    def command(name, help_text, handler, out=True, overwrite="replace outputs that exist already in OUT"):
-        p = parser.subparsers[name] = commands.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument("--debug", action="store_true", help="show a traceback on errors")
-        if out:
-            p.add_argument("--out", default=f"runs/{name}", help=f"output folder (default: runs/{name})")
-        if overwrite:
-            p.add_argument("--overwrite", action="store_true", help=overwrite)
-        p.set_defaults(run=handler)
-        return p
-
-    def scale(p):
-        p.add_argument("--workers", type=int, metavar="N", help="worker processes for the tasks; 1 runs everything "
-                       "in this process (default: one per core, at most one per task of a meta-batch)")
-        p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, e.g. "
-                       "tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
-        p.add_argument("--memory", metavar="SIZE", help="what each process's chunks of images may hold at once, "
-                       "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 128M; about 300 MB more per process "
-                       "comes on top)")
-
+    parser = Commands(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
     for name, (_, help_text, resumable, parallel) in STUDIES.items():
         module = study(name)
-        p = command(name, help_text, cmd_study, overwrite="replace the run in OUT, if there is one")
-        if resumable:
-            p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint "
-                           "(the training arguments must be the same)")
-        if parallel:
-            scale(p)
+        p = parser.command(name, help_text, cmd_study, overwrite="replace the run in OUT, if there is one",
+                           resume=resumable, scale=parallel)
         if name in PRESETS:
             default, about = PRESETS[name]
             p.add_argument("--preset", choices=tuple(module.PRESETS), default=default,
@@ -259,11 +202,17 @@ def build_parser():
                        "flags given still win")
         parser.smoke[name] = module.BUDGETS["smoke"]
         add_config(p, module.Config, required=("data",) if name in NEEDS_DATA else ())
+    _other_commands(parser)
+    return parser
 
+
+def _other_commands(parser):
+    from .course import notebooks_folder
+    from .tasks import miniimagenet, omniglot
     for name, module in (("omniglot-eval", omniglot), ("miniimagenet-eval", miniimagenet)):
-        p = command(name, f"evaluate a trained {name.split('-')[0].replace('miniimagenet', 'Mini-ImageNet')} theta "
-                    "on test tasks", cmd_evaluate, out=False, overwrite="replace the --json file if it exists")
-        scale(p)
+        p = parser.command(name, f"evaluate a trained {'Omniglot' if module is omniglot else 'Mini-ImageNet'} theta "
+                           "on test tasks", cmd_evaluate, out=False, overwrite="replace the --json file if it exists",
+                           scale=True)
         p.add_argument("--data", required=True, help=module.DATA_HELP)
         p.add_argument("--checkpoint", required=True, help="OUT/checkpoint.npz (with the inner Adam state) or theta.npz")
         if module is omniglot:
@@ -273,31 +222,28 @@ def build_parser():
             p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")
         add_config(p, module.EvalConfig)
         p.add_argument("--json", help="also write the scores to this file")
-
-    p = command("figures", "regenerate every figure at full budget (hours: the sum of the commands above)", cmd_figures)
+    p = parser.command("figures", "regenerate every figure at full budget (hours: the sum of the commands above)",
+                       cmd_figures)
     p.add_argument("--data", help=omniglot.DATA_HELP + "; the Omniglot parts are skipped without it")
     p.add_argument("--test-alphabets", nargs="+", metavar="NAME", help=omniglot.TEST_ALPHABETS_HELP)
     p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command")
-
-    p = command("download", "fetch the full Omniglot sets (or the small subsets) and verify their md5 sums",
-                cmd_download, out=False, overwrite=None)
+    p = parser.command("download", "fetch the full Omniglot sets (or the small subsets) and verify their md5 sums",
+                       cmd_download, out=False, overwrite=None)
     p.add_argument("--data", default=str(omniglot.default_data_dir()),
                    help="where to put them (default: $MINIREPTILE_OMNIGLOT or %(default)s)")
     p.add_argument("--subsets", action="store_true", help="the two official small background subsets "
                    "(images_background_small1.zip and _small2.zip, 3 MB) instead of the full sets")
-
-    p = command("exercises", "write the student notebooks: solutions replaced by stubs, hidden tests removed",
-                cmd_exercises)
+    p = parser.command("exercises", "write the student notebooks: solutions replaced by stubs, hidden tests removed",
+                       cmd_exercises)
     p.add_argument("--notebooks", default=str(notebooks_folder()), help="the instructor notebooks (default: %(default)s)")
     p.add_argument("--grade", nargs="+", metavar="NOTEBOOK",
                    help="instead of writing: grade these student notebooks with the instructor's checks at the "
                         "grading budget and print each exercise's points (needs Jupyter)")
-
-    p = command("demo", "the interactive 1-shot classification demo in a browser", cmd_demo, out=False, overwrite=None)
+    p = parser.command("demo", "the interactive 1-shot classification demo in a browser", cmd_demo, out=False,
+                       overwrite=None)
     p.add_argument("--checkpoint", help="theta.npz or checkpoint.npz of a 5-way Omniglot run "
                                         "(default: the one shipped with the package)")
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1, 0 for any free one (default: 8000)")
-    return parser
 
 
 def main(argv=None):

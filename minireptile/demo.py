@@ -213,3 +213,29 @@ def make_server(model, port=8000):
     """A threading HTTP server on 127.0.0.1 (port 0 picks a free one)."""
     handler = type("DemoHandler", (Handler,), {"model": model})
     return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+class PortRefused(ValueError):
+    """A --port out of range, or taken on 127.0.0.1."""
+
+
+def serve(checkpoint=None, port=8000):
+    """Serve the demo of ``checkpoint`` (default: the shipped one) on 127.0.0.1 until Ctrl-C."""
+    import errno
+    if not 0 <= port <= 65535:
+        raise PortRefused(f"--port must be from 0 to 65535 (0: any free port), got {port}")
+    model = Model(checkpoint)
+    try:
+        server = make_server(model, port)
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise PortRefused(f"--port {port}: the port is taken on 127.0.0.1 (another demo or server runs there); "
+                        "choose another with --port N, or --port 0 for any free one") from None
+    print(f"minireptile demo: open http://127.0.0.1:{server.server_port}/ (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()

@@ -145,3 +145,12 @@ def report(path, marks):
     total, out_of = sum(m.points for m in marks), sum(m.out_of for m in marks)
     lines.append(f"  {'total':{width}s}  {total}/{out_of}")
     return "\n".join(lines)
+
+
+def grade_all(paths, instructor_folder=None):
+    """Grade each notebook of ``paths`` and print its report; every file is read (and refused, with a
+    GradingError) before the first one runs."""
+    for path in paths:
+        graded_version(read_notebook(path), instructor_folder or course.notebooks_folder())
+    for path in paths:
+        print(report(path, grade(path, instructor_folder)), flush=True)

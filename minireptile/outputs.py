@@ -74,6 +74,59 @@ class RunFolder:
         return "wrote:\n" + "\n".join(f"  {p}" for p in files) if files else "wrote no files"
 
 
+def prepare_run(folder, config, outputs, checkpoints, resume=False, overwrite=False):
+    """Refuse to mix runs, for every command that trains (OutputError, before any work): --resume needs
+    ``checkpoints`` (names) in ``folder`` that record ``config``'s training fields; a run already there
+    (its checkpoints, ``outputs``, or other checkpoints of the study under checkpoints/) is replaced only
+    with --overwrite, and its files are removed first."""
+    from .train import load_progress
+    found = [folder.path / c for c in checkpoints if (folder.path / c).is_file()]
+    if resume:
+        if overwrite:
+            raise OutputError("--resume and --overwrite exclude each other")
+        if not found:
+            raise OutputError(f"--resume: there is no checkpoint {folder.path / checkpoints[0]} to continue")
+        for path in found:
+            _same_run(path, config)
+        return
+    existing = found + [folder.path / n for n in outputs if (folder.path / n).is_file()] + [
+        p for p in sorted(folder.path.glob("checkpoints/*.npz")) if p not in found]
+    if existing and not overwrite:
+        progress = load_progress(found[0]) if len(found) == 1 else None
+        state = f" (trained {progress[0]} of {progress[1]} iterations)" if progress else ""
+        raise OutputError(f"--out {folder.path} already holds a run{state}: continue it with --resume or "
+                          "replace it with --overwrite")
+    for path in existing:
+        path.unlink()
+
+
+def _same_run(path, config):
+    """Refuse to resume ``path`` unless it records ``config``'s training fields."""
+    from .config import differences
+    from .train import load_experiment
+    saved = load_experiment(path)
+    if "config" not in saved:
+        raise OutputError(f"--resume: {path} records no configuration of this command (another command or an "
+                          "older minireptile wrote it); start again with --overwrite")
+    shown = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else "(default)" if v is None else str(v)
+    differ = [f"--{name.replace('_', '-')} {shown(old)} (given {shown(new)})"
+              for name, old, new in differences(saved["config"], config)]
+    if differ:
+        raise OutputError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))
+
+
+def json_file(path, overwrite=False):
+    """(RunFolder, path) of a --json FILE: checked before any work, replaced only with ``overwrite``."""
+    path = Path(path)
+    check_writable(path.parent, "--json")
+    if path.is_dir():
+        raise OutputError(f"--json {path} is a folder: give a file name")
+    if path.is_file() and not overwrite:            # with overwrite, the atomic write replaces it
+        raise OutputError(f"--json {path} exists already: replace it with --overwrite, or choose another file")
+    folder = RunFolder(path.parent)
+    return folder, folder.file(path.name)
+
+
 def _signature(path):
     """(inode, modification time in ns, size) of a file, or None: what changes when a file is written."""
     try:

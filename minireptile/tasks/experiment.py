@@ -16,7 +16,7 @@ from ..losses import softmax_cross_entropy
 from ..outputs import as_folder
 from ..seeds import stream
 from ..study import Record
-from ..train import Scoring, TrainConfig, meta_train, save_checkpoint
+from ..train import CheckpointError, Scoring, TrainConfig, meta_train, save_checkpoint
 from . import fewshot
 
 #: test tasks of each evaluation during training, unless --eval-tasks (the final evaluation's) is fewer
@@ -247,3 +247,22 @@ def run_experiment(net, config, pools, out=None, *, command="", resume=False, pr
                              progress=progress, workers=workers)
     curve = tuple(CurvePoint(e.iteration, e.train_seconds, e.value) for e in result.evals)
     return Result(to_dict(config), pools.description, result.seconds, final, curve, result.resumed_at)
+
+
+def trained_net(make_net, kind, checkpoint, ways=None):
+    """(net, theta, ways, its record) of a trained ``checkpoint`` for ``make_net(ways)``: the ways its record
+    says, or ``ways`` for a bare theta; a disagreement is one line (CheckpointError) naming the flag."""
+    from ..train import load_experiment, load_theta
+    record = load_experiment(checkpoint)
+    saved = record.get("config", {}).get("ways")
+    if saved is not None and ways not in (None, saved):
+        raise CheckpointError(f"--ways must be {saved}: {checkpoint} is a {saved}-way net, got {ways}")
+    ways = saved or ways
+    if ways is None:
+        what = "a bare theta" if not record else f"its record is of {' and '.join(record)}, from another command"
+        raise CheckpointError(f"--checkpoint {checkpoint} records no configuration ({what}): give --ways")
+    net, theta = make_net(ways), load_theta(checkpoint)
+    if theta.size != net.num_params:
+        raise CheckpointError(f"--checkpoint {checkpoint} holds {theta.size} parameters, not those of {kind} "
+                              f"{ways}-way net ({net.num_params})")
+    return net, theta, ways, record

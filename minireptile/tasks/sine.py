@@ -98,7 +98,7 @@ def held_out_tasks(tasks=100, seed=12345, shots=10, family=SineTasks()):
 
 
 @blas_limited()
-def evaluate(net, theta, tasks=100, seed=12345, shots=10, steps=32, lr=0.02,
+def evaluate(net, theta, *, tasks=100, seed=12345, shots=10, steps=32, lr=0.02,
              record=(0, 1, 8, 16, 32), family=SineTasks()):
     """MSE on all 50 points of held-out tasks after adapting on ``shots`` of them.
 

@@ -1,0 +1,116 @@
+"""One shape for every study: the protocol each study module follows, typed results that are their own
+JSON, configurations that check themselves, and the committed figures' JSON in today's layouts."""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minireptile import analysis, cli, combinations, comparison, joint, study
+from minireptile.config import Checked, ConfigError, option
+from minireptile.tasks import experiment, fewshot, miniimagenet, omniglot, sine
+
+FIGURES = Path(__file__).parent.parent / "figures"
+STUDIES = [sine, omniglot, miniimagenet, analysis, combinations, comparison, joint]
+
+
+@pytest.mark.parametrize("module", STUDIES, ids=lambda m: m.__name__.split(".")[-1])
+def test_every_study_has_the_protocol_and_budgets_that_make_valid_configurations(module):
+    import inspect
+    assert set(module.BUDGETS) == {"smoke", "grading", "class", "full"}
+    configs = {name: module.Config(**changes) for name, changes in module.BUDGETS.items()}
+    assert configs["full"] == module.Config()                        # the command's defaults are "full"
+    assert module.OUTPUTS[0].endswith(".json") and isinstance(module.checkpoints(configs["smoke"]), list)
+    keywords = inspect.signature(module.run).parameters
+    assert list(keywords)[:2] == ["config", "out"]
+    assert all(keywords[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("resume", "progress", "workers"))
+
+
+def test_the_command_line_registers_each_study_once_with_its_flags():
+    parser = cli.build_parser()
+    assert set(cli.STUDIES) <= set(parser.subparsers)
+    for name in cli.STUDIES:
+        flags = {a.dest for a in parser.subparsers[name]._actions}
+        fields = {f.name for f in dataclasses.fields(cli.study(name).Config)}
+        assert fields <= flags and "smoke" in flags, name
+
+
+@pytest.mark.parametrize("kind, file", [
+    (joint.JointResult, "joint_vs_reptile.json"), (combinations.CombinationsResult, "gradient_combinations.json"),
+    (comparison.Comparison, "method_comparison.json"), (analysis.TaylorResult, "taylor.json")])
+def test_the_committed_figures_json_reads_back_into_its_result(kind, file):
+    saved = json.loads((FIGURES / file).read_text())
+    result = kind.from_dict(saved)
+    assert result.to_dict() == saved and result.claims and all(isinstance(c, study.Claim) for c in result.claims)
+    assert result.report() and set(result.figures()) <= {file.replace(".json", ".png"), "taylor_residuals.png",
+                                                           "inner_product.png"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner(study.Record):
+    scores: tuple[fewshot.Score, ...]
+    by_k: dict[int, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer(study.Record):
+    inner: Inner
+    maybe: Inner | None
+    hidden: object = dataclasses.field(default=None, compare=False, metadata={"json": False})
+
+
+def test_a_record_is_its_own_json_by_its_type_hints():
+    score = fewshot.Score("transductive", 0.5, 0.1, 7)
+    record = Outer(Inner((score,), {5: 0.25}), None, hidden=np.zeros(3))
+    plain = record.to_dict()
+    assert plain == {"inner": {"scores": [{"mode": "transductive", "accuracy": 0.5, "ci95": 0.1, "tasks": 7}],
+                               "by_k": {"5": 0.25}}, "maybe": None}         # no hidden field in the JSON
+    again = Outer.from_dict(json.loads(json.dumps(plain)))
+    assert again == record and again.inner.by_k == {5: 0.25} and isinstance(again.inner.scores[0], fewshot.Score)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy(Checked):
+    count: int = option(3, "how many")
+    step: float = option(0.5, "how far", high=1)
+    floor: float = option(0.0, "at least", closed=True)
+    kind: str = option("a", "which", choices=("a", "b"))
+    sizes: tuple = option((1, 2), "sizes", nargs="+", type=int)
+    later: int = option(None, "filled in", type=int)
+
+    def derived(self):
+        return {"later": self.later or 2 * self.count} if isinstance(self.count, int) else {}
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(count=0), "count must be an integer of at least 1, got 0"),
+    (dict(count=True), "count must be an integer of at least 1, got True"),
+    (dict(step=2.0), "step must be a number above 0 and at most 1, got 2.0"),
+    (dict(step=float("nan")), "step must be a number above 0 and at most 1, got nan"),
+    (dict(floor=-1.0), "floor must be a number at least 0, got -1.0"),
+    (dict(kind="c"), "kind must be one of a, b, got c"),
+    (dict(sizes=[1, 0]), "sizes must be an integer of at least 1, got 0"),
+])
+def test_a_configuration_checks_every_field_by_its_type(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Toy(**changes)
+
+
+def test_derived_defaults_are_filled_in_and_lists_become_tuples():
+    toy = Toy(count=4, sizes=[3])
+    assert toy.later == 8 and toy.sizes == (3,)
+
+
+def test_sign_verdicts_read_paired_intervals():
+    assert study.sign_verdict([(0.1, 0.05), (0.2, 0.1)]) == "holds"
+    assert study.sign_verdict([(0.1, 0.05), (-0.2, 0.1)]) == "does not hold"
+    assert study.sign_verdict([(0.1, 0.2)]) == "undecided at this budget"
+
+
+def test_evaluation_scores_are_typed_and_shared_by_every_configuration_that_evaluates():
+    for cls in (experiment.FewShotConfig, experiment.EvalConfig, comparison.CompareConfig,
+                omniglot.OmniglotConfig, miniimagenet.MiniImageNetConfig):
+        assert issubclass(cls, experiment.Evaluating), cls
+    protocol = comparison.CompareConfig().evaluation(5)
+    assert (protocol.shots, protocol.inner, protocol.inner_iters) == (5, "sgd", 10)
