@@ -71,7 +71,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--layers", action="store_true", help="the per-layer table instead")
+    parser.add_argument("--smoke", action="store_true", help="seconds, to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats = 1
     if args.layers:
         return layer_table(args.repeats)
     rng = np.random.default_rng(0)

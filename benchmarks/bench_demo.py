@@ -43,7 +43,10 @@ def post(url, body):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10, help="requests per class count")
+    parser.add_argument("--smoke", action="store_true", help="seconds, to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 1
     httpd = demo.make_server(demo.Model(), port=0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_port}"

@@ -119,7 +119,10 @@ def main():
     parser.add_argument("--net", choices=("miniimagenet", "omniglot"), default="miniimagenet")
     parser.add_argument("--layers", action="store_true", help="time each Mini-ImageNet layer instead")
     parser.add_argument("--tasks", type=int, default=1, help="with --layers: tasks on the task axis")
+    parser.add_argument("--smoke", action="store_true", help="seconds, to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.iterations, args.net = 1, 1, "omniglot"
     if args.layers:
         net = mr.miniimagenet_net(5)
         layer_table({args.against: rebuilt(net, layers_at(args.against)), "this checkout": rebuilt(net, new_layers)},

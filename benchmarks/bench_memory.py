@@ -122,7 +122,10 @@ def main():
                         help="Omniglot folder (default: ../shared/omniglot, the small subsets)")
     parser.add_argument("--only", nargs="+", help="run only the rows whose name starts with one of these")
     parser.add_argument("--memory", help="MINIREPTILE_MEMORY for every run (default: the library's)")
+    parser.add_argument("--smoke", action="store_true", help="two rows (sine and taylor), to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.only = ["sine", "taylor"]
     from miniimagenet_tree import dataset, write_folders
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     mini = write_folders(tmp / "mini", dataset((("train", 8), ("val", 5), ("test", 5)), per_class=20))

@@ -61,10 +61,10 @@ def pass_rate(net, x, labels, repeats):
     return seconds, gflop, gflop / seconds
 
 
-def paper_sampler(tasks=5):
-    """5-way tasks of 15 images per class from 64 generated classes of 30 images, 8 minibatches of 10."""
+def paper_sampler(tasks=5, steps=8):
+    """5-way tasks of 15 images per class from 64 generated classes of 30 images, ``steps`` minibatches of 10."""
     images = np.random.default_rng(0).integers(0, 256, (64 * 30, 84, 84, 3), dtype=np.uint8)
-    return fewshot.training_sampler(fewshot.ImagePool(images, [30] * 64), 5, 15, 10, 8, tasks)
+    return fewshot.training_sampler(fewshot.ImagePool(images, [30] * 64), 5, 15, 10, steps, tasks)
 
 
 def iteration_seconds(net, sampler, workers, iterations):
@@ -80,7 +80,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=3, help="meta-iterations per timing")
     parser.add_argument("--workers", type=int, default=min(5, os.cpu_count() or 1))
+    parser.add_argument("--smoke", action="store_true", help="one round of one iteration on 2 tasks of 2 steps, "
+                        "to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.iterations, args.workers = 1, 1, 2
     rng = np.random.default_rng(0)
     peak = peak_gflops()
     print(f"{os.cpu_count()} cores; float32 matmul peak (2048 x 2048): {peak:.0f} GFLOP/s")
@@ -94,7 +98,7 @@ def main():
         print(f"   {name:38s} {seconds * 1000:7.1f} ms  {gflop:6.2f} GFLOP of matmuls  {rate:5.1f} GFLOP/s "
               f"({rate / peak:.0%} of peak)")
 
-    net, sampler = mr.miniimagenet_net(5), paper_sampler()
+    net, sampler = mr.miniimagenet_net(5), paper_sampler(2 if args.smoke else 5, 2 if args.smoke else 8)
     print(f"\n2. one paper meta-iteration (5 tasks x 8 Adam steps x 10 images: "
           f"{5 * 8 * matmul_gflop(net, (10, 3, 84, 84)):.0f} GFLOP), median of {args.rounds} alternating rounds")
     times = {"in-process": [], f"{args.workers} workers": []}
@@ -103,7 +107,7 @@ def main():
             times["in-process"].append(iteration_seconds(net, sampler, None, args.iterations))
             times[f"{args.workers} workers"].append(iteration_seconds(net, sampler, workers, args.iterations))
     with Workers.local(1, threads=1) as alone:             # one task on one worker with one BLAS thread
-        single = float(np.median([iteration_seconds(net, paper_sampler(tasks=1), alone, args.iterations)
+        single = float(np.median([iteration_seconds(net, paper_sampler(1, sampler.inner_iters), alone, args.iterations)
                                   for _ in range(args.rounds)]))
     median = {name: float(np.median(v)) for name, v in times.items()}
     for name, seconds in median.items():

@@ -28,13 +28,13 @@ TEST = ["Japanese_(katakana)", "Sanskrit", "Tagalog"]
 mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thread
 
 
-def loading(data):
+def loading(data, repeats=5):
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         omniglot.load(data, cache=cache)
         cold = time.perf_counter() - start
         warm = []
-        for _ in range(5):
+        for _ in range(repeats):
             start = time.perf_counter()
             dataset = omniglot.load(data, cache=cache)
             warm.append(time.perf_counter() - start)
@@ -68,9 +68,9 @@ def accuracy_runs(data, iterations, out):
                         "--eval-every", "2000", "--eval-tasks-during", "100", "--out", str(run), "--quiet"],
                        check=True)
         results = json.loads((run / "results.json").read_text())
-        for state, modes in results["final"].items():
-            for mode, score in modes.items():
-                rows.append((shots, state, mode, score, results["train_seconds"]))
+        for final in results["final"]:
+            for score in final["scores"]:
+                rows.append((shots, final["state"], score["mode"], score, results["train_seconds"]))
     print("| shots | evaluation | mode | accuracy (1000 tasks) | training |")
     print("|---:|---|---|---:|---:|")
     for shots, state, mode, score, seconds in rows:
@@ -84,13 +84,14 @@ def main():
     parser.add_argument("--accuracy", action="store_true", help="also run the two 30-minute trainings")
     parser.add_argument("--iterations", type=int, default=16000)
     parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--smoke", action="store_true", help="seconds, to check that this script runs")
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         sys.exit(f"no Omniglot data at {args.data} (pass --data or set MINIREPTILE_OMNIGLOT)")
-    cold, warm, dataset = loading(args.data)
+    cold, warm, dataset = loading(args.data, 1 if args.smoke else 5)
     print(f"loading the shared subsets: {cold:.2f} s from the zips, {warm * 1e3:.1f} ms from a warm cache")
     print(f"one 5-way 1-shot meta-iteration (5 tasks x 5 Adam steps of 10 images, float32): "
-          f"{meta_iteration(dataset) * 1e3:.1f} ms (median)")
+          f"{meta_iteration(dataset, repeats=1 if args.smoke else 30) * 1e3:.1f} ms (median)")
     if args.accuracy:
         accuracy_runs(args.data, args.iterations, args.out)
 
