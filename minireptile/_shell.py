@@ -67,17 +67,19 @@ def show(value):
 
 
 def add_config(parser, cls, required=()):
-    """One option per field of the configuration dataclass ``cls``, with its help and default."""
-    for f in dataclasses.fields(cls):
+    """One option per field of the configuration dataclass ``cls``, with its help and default: the data
+    first, the evaluation's settings last."""
+    order = lambda f: 0 if f.name == "data" else 2 if f.name.startswith("eval_") else 1
+    for f in sorted(dataclasses.fields(cls), key=order):
         meta, default, kind = f.metadata, f.default, f.metadata.get("type") or f.type
         shown = "" if default is None else f" (default: {show(default)})"
         if isinstance(default, bool):
             parser.add_argument(flag(f.name), action="store_true", help=meta["help"])
             continue
+        metavar = meta.get("metavar") or {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
         parser.add_argument(flag(f.name), nargs=meta.get("nargs"), default=default, help=meta["help"] + shown,
                             type=str if kind is tuple else kind, choices=meta.get("choices"),
-                            required=f.name in required,
-                            metavar=None if meta.get("choices") else {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE"))
+                            required=f.name in required, metavar=None if meta.get("choices") else metavar)
 
 
 def config_from(cls, args):

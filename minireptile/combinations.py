@@ -52,8 +52,8 @@ class CombinationsConfig(Checked):
                              "differences are paired)", train=False)
     seed: int = option(0, "random seed of the initialization and the tasks", low=0)
     runs: tuple = option(NAMES, "the runs to train, one after another on the same tasks", nargs="+", type=str)
-    data: str = option(None, DATA_HELP, train=False, type=str)
-    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
+    data: str = option(None, DATA_HELP, train=False, type=str, metavar="DIR")
+    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+", metavar="NAME")
 
     def check(self):
         distinct("runs", self.runs, NAMES)

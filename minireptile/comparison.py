@@ -75,8 +75,8 @@ class CompareConfig(Evaluating):
     variance_tasks: int = option(None, "tasks whose meta-gradients give the variance at each point (default: "
                                  "100, or --iterations where fewer, at least 2)", type=int, low=2)
     seed: int = option(0, "random seed of the initialization, the tasks and the split", low=0)
-    data: str = option(None, DATA_HELP, train=False, type=str)
-    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
+    data: str = option(None, DATA_HELP, train=False, type=str, metavar="DIR")
+    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+", metavar="NAME")
 
     def derived(self):
         short = lambda full, low: max(low, min(full, self.iterations)) if isinstance(self.iterations, int) else full

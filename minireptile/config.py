@@ -18,11 +18,11 @@ import numpy as np
 
 
 def option(default, help, *, train=True, choices=None, type=None, nargs=None, low=None, high=None,
-           closed=False, why=""):
+           closed=False, why="", metavar=None):
     """A configuration field: default, help text, whether it shapes training (``train``), and its range."""
     return dataclasses.field(default=default, metadata={
         "help": help, "train": train, "choices": choices, "type": type, "nargs": nargs, "low": low,
-        "high": high, "closed": closed, "why": why})
+        "high": high, "closed": closed, "why": why, "metavar": metavar})
 
 
 class ConfigError(ValueError):

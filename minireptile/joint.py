@@ -35,8 +35,8 @@ class JointConfig(Checked):
     eval_every: int = option(None, "Omniglot: evaluate every this many iterations (default: a fifth of them)",
                              type=int)
     seed: int = option(0, "random seed", low=0)
-    data: str = option(None, DATA_HELP + "; the Omniglot part is skipped without it", train=False, type=str)
-    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
+    data: str = option(None, DATA_HELP + "; the Omniglot part is skipped without it", train=False, type=str, metavar="DIR")
+    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+", metavar="NAME")
 
     def check(self):
         from .config import check_choice

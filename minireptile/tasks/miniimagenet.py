@@ -286,7 +286,7 @@ class MiniImageNetConfig(FewShotConfig):
     train_shots: int = option(15, "images per class that a training task draws")
     final_shots: tuple = option((1, 5), "support images per class (K) of the final evaluations, one "
                                 "evaluation each", train=False, nargs="+", type=int)
-    data: str = option(None, DATA_HELP, train=False, type=str)
+    data: str = option(None, DATA_HELP, train=False, type=str, metavar="DIR")
 
 
 Config = MiniImageNetConfig

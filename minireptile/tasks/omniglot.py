@@ -304,8 +304,8 @@ DATA_HELP = "folder holding the Omniglot zips or folders (python -m minireptile 
 @dataclass(frozen=True)
 class OmniglotConfig(FewShotConfig):
     """The few-shot experiment on Omniglot, with its data and split."""
-    data: str = option(None, DATA_HELP, train=False, type=str)
-    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+")
+    data: str = option(None, DATA_HELP, train=False, type=str, metavar="DIR")
+    test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+", metavar="NAME")
 
 
 Config = OmniglotConfig
