@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minireptile"
 EXPERIMENT = ("train.py", "tasks", "analysis.py", "combinations.py", "joint.py", "comparison.py", "variance.py",
-              "config.py", "outputs.py", "seeds.py", "report.py", "cli.py", "_shell.py", "study.py")
+              "config.py", "outputs.py", "seeds.py", "cli.py", "_shell.py", "study.py")
 MAX_LINES, MAX_POSITIONAL = 60, 8
 
 

@@ -263,7 +263,7 @@ class TaylorResult(Record):
     claims: tuple[Claim, ...] = ()
 
     def report(self):
-        from .report import table
+        from .study import table
         slopes = [[k, m, f"{r.slope_with:.2f}", f"{r.slope_without:.2f}"]
                   for k, ms in self.residuals.items() for m, r in ms.items()]
         coefficients = [[m, f"({r.expected[0]:g}, {r.expected[1]:g})", f"{r.a:.7f} +- {r.se[0]:.7f}",

@@ -129,7 +129,7 @@ class CombinationsResult(Record):
     hits: dict = field(default=None, compare=False, repr=False, metadata={"json": False})    # {run: last scores (tasks,)}
 
     def report(self):
-        from .report import table
+        from .study import table
         rows = [[n, str(r.scores[-1][0]), str(r.scores[-1][1])] for n, r in self.runs.items()]
         tasks = next(iter(self.runs.values())).scores[-1][0].tasks
         lines = [f"after {self.iterations[-1]} iterations ({self.seconds / 60:.1f} min, evaluations included); "

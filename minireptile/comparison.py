@@ -294,7 +294,7 @@ def paired_differences(methods, shots):
 
 def report(results):
     """The final scores, the variance at the initial theta and each claim with what it was read from, as text."""
-    from .report import table
+    from .study import table
     rows = [[r.label, f"{r.train_seconds:.0f} s", f"{k}-shot", s.mode, str(s)]
             for r in results.methods.values() for k, scores in r.final.items() for s in scores]
     tasks = rows and next(iter(results.methods.values())).final

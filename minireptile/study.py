@@ -107,6 +107,13 @@ def shown(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def table(rows, header):
+    """Right-aligned columns, two spaces apart, under a header row: the Results' reports."""
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))
+    return "\n".join([line(header)] + [line(r) for r in rows])
+
+
 def save(result, out, outputs):
     """The Result's JSON (``outputs[0]``) and its figures into the folder ``out``, each whole or not at all."""
     from .plots import save_figure

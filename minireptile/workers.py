@@ -14,29 +14,42 @@ floating-point rounding can (BLAS blocking), and with one BLAS thread per worker
 Each worker receives a pool of images once: local processes memory-map a file the driver writes,
 Dask workers get it once through ``scatter``; a task carries only its indices.
 
+The local workers are a small executor of our own (``LocalExecutor``) on public APIs only:
+``multiprocessing`` "spawn" processes, one duplex ``Pipe`` each, and ``concurrent.futures.Future``s
+completed by the protocol that executors use (``set_running_or_notify_cancel``, ``set_result``,
+``set_exception``). CPython's ProcessPoolExecutor was the alternative, but what this module needs
+from it (its processes, to kill them; noticing a worker that died halfway through a message; ending
+with no thread left waiting) it keeps in private attributes that any release may change. A pipe needs
+no POSIX semaphore, so nothing is left in /dev/shm however the driver ends, and each pipe belongs to
+one worker: when that worker dies the driver's thread waiting on it reads the end of the pipe at once
+and fails its submission and every queued one (``BrokenExecutor``, which ``Workers`` reports as
+``WorkerLost``).
+
 Nothing outlives the driver. Local workers ignore Ctrl-C (the driver answers it: it finishes the
-iteration, writes the checkpoint and closes the pool); SIGTERM ends them (the executor itself stops
-its workers that way when one has died), and a driver that got SIGTERM too writes the checkpoint of
-its last finished iteration (see ``train.meta_train``). Each worker also watches its parent:
-when the driver is gone, however it died (SIGKILL included), the worker removes the pool files and
-exits within a second; the first of them also unlinks the semaphores of the pool's queues (their names
-are in the folder) and tells the resource tracker, which would otherwise warn of them as leaked. The
-watch is a thread that polls ``os.getppid()``, on every platform; a Linux parent-death signal would be
-quicker, but it kills the worker before it can remove the files. When the workers die with the driver
-(SIGKILL of the process group), the next ``Workers.local`` to start removes what they left: the folders
-``minireptile-workers-<pid>-*`` of drivers that no longer run, and the semaphores those folders name.
-Dask workers belong to the user's cluster: closing the client cancels the driver's futures there.
+iteration, writes the checkpoint and closes the pool); SIGTERM ends them, and a driver that got
+SIGTERM too writes the checkpoint of its last finished iteration (see ``train.meta_train``). Each
+worker also watches its parent: when the driver is gone, however it died (SIGKILL included), the
+worker removes the pool files and exits within a second. The watch is a thread that polls
+``os.getppid()``, on every platform (a Linux parent-death signal would be quicker, but it kills the
+worker before it can remove the files), and the end of the worker's pipe says the same sooner when the
+worker is idle. When the workers die with the driver (SIGKILL of the process group), the next
+``Workers.local`` to start removes what they left: the folders ``minireptile-workers-<pid>-*`` of
+drivers that no longer run. Dask workers belong to the user's cluster: closing the client cancels
+the driver's futures there.
 """
 import collections
 import concurrent.futures as cf
 import glob
-import json
+import multiprocessing
 import os
+import pickle
+import queue
 import shutil
 import signal
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from contextlib import contextmanager
 
@@ -44,65 +57,17 @@ import numpy as np
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _POOLS = {}                               # in a worker process: pool key -> pool
-#: True once a pool's manager thread is left blocked on a message from a killed worker (CPython's
-#: executor cannot notice that): the program must then end with os._exit, as the interpreter's own
-#: exit would join that thread forever (see __main__.py).
-STUCK = False
-
-
-def release_semaphores(timeout=5):
-    """Before an ``os._exit`` (see STUCK): run multiprocessing's own exit-time finalizers short of
-    joining threads (priority >= 0), which unlink the pool's queues' semaphores and tell the resource
-    tracker, as a normal exit does; without them the tracker warns of "leaked semaphore objects"
-    after the program's one-line error. In a thread with a timeout, in case one of them blocks."""
-    from multiprocessing import util
-    finalizing = threading.Thread(target=util._run_finalizers, args=(0,), daemon=True)
-    finalizing.start()
-    finalizing.join(timeout)
-
-
 _PREFIX = "minireptile-workers-"            # + the driver's process id + a random part
-_SEMAPHORES = "semaphores.json"             # in the folder: the names of the pool's POSIX semaphores
-
-
-def _record_semaphores(executor, folder):
-    """Write the names of the POSIX semaphores of the executor's queues into its folder, so that whoever
-    outlives a killed driver (a worker, or the next driver to start) can remove them."""
-    from multiprocessing.synchronize import SemLock
-    names = [lock._semlock.name for queue in (executor._call_queue, executor._result_queue)
-             for lock in vars(queue).values() if isinstance(lock, SemLock) and lock._semlock.name]
-    with open(os.path.join(folder, _SEMAPHORES), "w") as f:
-        json.dump(names, f)
-
-
-def _unlink_semaphores(folder, tracked):
-    """Unlink the semaphores a folder records (those already gone are skipped); with ``tracked`` also
-    tell the resource tracker, which would otherwise warn of them as leaked when it ends."""
-    import _multiprocessing
-    try:
-        with open(os.path.join(folder, _SEMAPHORES)) as f:
-            names = json.load(f)
-    except (OSError, ValueError):
-        return
-    for name in names:
-        try:
-            _multiprocessing.sem_unlink(name)
-        except OSError:
-            continue
-        if tracked:
-            from multiprocessing import resource_tracker
-            resource_tracker.unregister(name, "semaphore")
+_STOP = b""                               # the driver's last message to a worker
 
 
 def remove_stale(tmp=None):
-    """Remove the pool folders (and the semaphores they record) of drivers that no longer run: a driver
-    killed together with its workers (SIGKILL of the process group, the OOM killer) leaves them behind."""
+    """Remove the pool folders of drivers that no longer run: a driver killed together with its workers
+    (SIGKILL of the process group, the OOM killer) leaves them behind."""
     for folder in glob.glob(os.path.join(tmp or tempfile.gettempdir(), _PREFIX + "*")):
         pid = os.path.basename(folder)[len(_PREFIX):].split("-")[0]
-        if not pid.isdigit() or _running(int(pid)):
-            continue
-        _unlink_semaphores(folder, tracked=False)
-        shutil.rmtree(folder, ignore_errors=True)
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _running(pid):
@@ -119,6 +84,152 @@ class WorkerLost(RuntimeError):
     """A worker died (killed, out of memory, a lost cluster node) while it held task slots."""
 
 
+class LocalExecutor(cf.Executor):
+    """``n`` worker processes ("spawn"), each behind a duplex pipe of its own and a thread of the
+    driver's that sends it the oldest waiting submission, reads the answer and completes that
+    submission's future: the first free worker takes the next submission, and the caller keeps the
+    order by its list of futures. ``pids`` are the workers' process ids.
+
+    A worker that dies fails the submission it held and every waiting one with ``BrokenExecutor``
+    (its process id and how it ended); later submissions are refused the same way. ``shutdown``
+    tells each worker to stop once the submissions before it are done, waits for them, and kills any
+    that has not ended five seconds later (all of them at once when one has died)."""
+
+    def __init__(self, n, driver=None, folder=None):
+        context = multiprocessing.get_context("spawn")
+        self._jobs = queue.SimpleQueue()                 # (future, pickled call), or None: stop
+        self._lock = threading.Lock()                    # over submitting, shutting down, breaking
+        self._broken, self._closing = None, False
+        self._children, self._pipes = [], []
+        try:
+            for i in range(n):
+                mine, theirs = context.Pipe(duplex=True)
+                process = context.Process(target=_serve, args=(theirs, driver or os.getpid(), folder),
+                                          name=f"minireptile-worker-{i}", daemon=True)
+                process.start()
+                theirs.close()                            # the worker's end is the worker's alone
+                self._children.append(process)
+                self._pipes.append(mine)
+            for process, pipe in zip(self._children, self._pipes):    # all started under the caller's
+                try:                                                   # settings, and listening
+                    pipe.recv_bytes()
+                except (EOFError, OSError):
+                    raise cf.BrokenExecutor(f"{_ended(process)} while starting") from None
+        except BaseException:                            # Ctrl-C while they start: none is left behind
+            self._kill()
+            raise
+        self.pids = [process.pid for process in self._children]
+        self._threads = [threading.Thread(target=self._hand, args=(process, pipe), daemon=True,
+                                          name=f"minireptile-worker-{i}")
+                         for i, (process, pipe) in enumerate(zip(self._children, self._pipes))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn, /, *args, **kwargs):
+        call = pickle.dumps((fn, args, kwargs), pickle.HIGHEST_PROTOCOL)     # in the caller's thread
+        with self._lock:
+            if self._broken:
+                raise cf.BrokenExecutor(self._broken)
+            if self._closing:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future = cf.Future()
+            self._jobs.put((future, call))
+        return future
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        dropped = []
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                dropped = self._drain() if cancel_futures else []
+                for _ in self._threads:
+                    self._jobs.put(None)
+        for future, _ in dropped:                        # outside the lock: their callbacks may submit
+            future.cancel()
+            future.set_running_or_notify_cancel()        # tells the waiters: cancelled
+        if not wait:
+            return
+        if self._broken:                                  # the run ends with an error: no work is kept
+            self._kill()
+        for thread in self._threads:
+            thread.join()
+        deadline = time.monotonic() + 5
+        for process in self._children:
+            process.join(max(0.0, deadline - time.monotonic()))
+        self._kill()
+
+    def _hand(self, process, pipe):
+        """One worker's thread in the driver: the next submission to the worker, its answer to the future."""
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            if self._broken:
+                future.set_exception(cf.BrokenExecutor(self._broken))
+                continue
+            try:
+                pipe.send_bytes(call)
+                answer = pipe.recv_bytes()
+            except Exception as err:                     # the end of the pipe (half a message, too)
+                self._break(process, future, err)
+                return
+            try:
+                ok, value = pickle.loads(answer)
+            except Exception as err:
+                future.set_exception(err)
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        try:
+            pipe.send_bytes(_STOP)
+        except OSError:                                  # it is gone already
+            pass
+
+    def _break(self, process, future, err):
+        """The worker behind ``process`` is lost: fail its submission and every waiting one."""
+        if process.is_alive():
+            process.join(1)                              # the kernel is still closing it: its exit code
+        why = _ended(process) if not process.is_alive() else f"lost the pipe to process {process.pid} ({err!r})"
+        with self._lock:
+            self._broken = self._broken or why
+            waiting = self._drain()
+            for job in waiting:
+                if job is None:                          # shutdown's, for the other threads: put back
+                    self._jobs.put(None)
+        future.set_exception(cf.BrokenExecutor(why))
+        for job in waiting:                              # outside the lock: their callbacks may submit
+            if job is not None and job[0].set_running_or_notify_cancel():
+                job[0].set_exception(cf.BrokenExecutor(self._broken))
+
+    def _drain(self):
+        jobs = []
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _kill(self):
+        for process in self._children:
+            if process.is_alive():
+                process.kill()
+        for process in self._children:
+            process.join()
+
+
+def _ended(process):
+    """How a worker process ended, for a message."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"process {process.pid}, killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"process {process.pid}, exit status {code}"
+
+
 class Workers:
     """Hands task slots to ``executor``, which runs ``size`` of them at once.
 
@@ -128,35 +239,24 @@ class Workers:
 
     def __init__(self, executor, size, client=None, owns_executor=True):
         self.executor, self.size, self.client = executor, size, client
-        self._owns, self._shared, self._folder, self._pids = owns_executor, {}, None, None
+        self._owns, self._shared, self._folder = owns_executor, {}, None
         self.slot_fn = _train_slots          # what a worker runs for its slots (benchmarks swap it)
 
     @classmethod
     def local(cls, n, threads=None):
         """n worker processes on this machine, each with ``threads`` BLAS threads
         (default: the cores divided among the workers, so that workers x threads = cores)."""
-        import multiprocessing
         threads = threads or max(1, (os.cpu_count() or 1) // n)
         remove_stale()                                               # what killed drivers left behind
         folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")  # the pool files; the workers
-        executor = None                                              # remove it if the driver dies
-        try:
-            with _environment({name: str(threads) for name in BLAS_THREADS}):
-                executor = cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_start_worker, initargs=(os.getpid(), folder))
-                _record_semaphores(executor, folder)
-                started = [executor.submit(_ready) for _ in range(n)]    # spawns every worker now, under
-                cf.wait(started)                                         # these settings
-        except BaseException:                        # Ctrl-C while they start: none of them is left behind
-            if executor is not None:
-                for process in list((executor._processes or {}).values()):
-                    process.kill()
-                executor.shutdown(wait=False, cancel_futures=True)
+        try:                                                         # remove it if the driver dies
+            with _environment({name: str(threads) for name in BLAS_THREADS}), _worker_faults():
+                executor = LocalExecutor(n, os.getpid(), folder)     # every worker spawned under these settings
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         workers = cls(executor, n)
         workers._folder = folder
-        workers._pids = {p.pid for p in executor._processes.values()}    # CPython's pool keeps them there
         return workers
 
     @classmethod
@@ -203,7 +303,7 @@ class Workers:
                 self.slot_fn, handle, images, sampler, {name: indices[s] for name, indices in plan.items()},
                 net, theta, loss, config, None if state is None else _slot_state(state, s))
                 for s in self.slots(len(plan["classes"]))]
-            results = _results(futures, self._lost)
+            results = _results(futures)
         new_state = None if results[0][2] is None else _join_states([st for _, _, st in results])
         return np.concatenate([d for d, _, _ in results]), np.concatenate([l for _, l, _ in results]), new_state
 
@@ -218,32 +318,17 @@ class Workers:
                 for plan in plans:
                     flight.append(self.executor.submit(_score, score_tasks, handle, images, net, thetas, plan, adapt))
                     if len(flight) >= 2 * self.size:
-                        yield _results([flight.popleft()], self._lost)[0]
+                        yield _results([flight.popleft()])[0]
                 while flight:
-                    yield _results([flight.popleft()], self._lost)[0]
+                    yield _results([flight.popleft()])[0]
             finally:                                # stopped early (Ctrl-C, an error): drop the rest
                 for future in flight:
                     future.cancel()
-
-    def _lost(self):
-        """Whether a local worker process has ended (never for a Dask cluster)."""
-        import multiprocessing
-        return bool(self._pids) and not self._pids <= {p.pid for p in multiprocessing.active_children()}
 
     def close(self):
         if self._owns:
             if self.client is not None:
                 self.client.close()
-            elif self._lost():            # the pool may never notice: end what is left of it ourselves
-                global STUCK
-                processes = list((self.executor._processes or {}).values())
-                manager = self.executor._executor_manager_thread
-                self.executor.shutdown(wait=False, cancel_futures=True)
-                for process in processes:
-                    process.kill()
-                if manager is not None:
-                    manager.join(timeout=5)
-                    STUCK = STUCK or manager.is_alive()
             else:
                 self.executor.shutdown(wait=True, cancel_futures=True)
         if self._folder:
@@ -256,18 +341,18 @@ class Workers:
         self.close()
 
 
-def _results(futures, lost):
-    """The futures' results in order; if waiting is interrupted, the others are cancelled.
-    ``lost()`` is asked every half second: the executor can miss a worker that died while sending
-    its result (it waits for the rest of the message), so the driver watches the processes too."""
+def _results(futures):
+    """The futures' results in order; the first failure is raised as soon as it happens (the others
+    are then cancelled, and so they are if waiting is interrupted)."""
     try:
-        while cf.wait(futures, timeout=0.5, return_when=cf.FIRST_EXCEPTION).not_done:
-            if lost():
-                raise cf.BrokenExecutor("a worker process ended while its task slots were running")
-        return [f.result() for f in futures]
+        done, _ = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and not future.cancelled() and future.exception() is not None:
+                future.result()                     # raises it
+        return [future.result() for future in futures]
     except BaseException:
-        for f in futures:
-            f.cancel()
+        for future in futures:
+            future.cancel()
         raise
 
 
@@ -296,6 +381,42 @@ def _join_states(states):
 
 # -- what runs in a worker
 
+def _serve(pipe, driver, folder):
+    """A local worker process: set up (``_start_worker``), say so, then answer one call after another,
+    (True, result) or (False, the exception), until the driver says stop or is gone (the pipe ends)."""
+    _start_worker(driver, folder)
+    pipe.send_bytes(b"ready")
+    while True:
+        try:
+            call = pipe.recv_bytes()
+        except (EOFError, OSError):                      # the driver died, or dropped us unclosed
+            _leave(folder)
+        if call == _STOP:
+            return
+        try:
+            fn, args, kwargs = pickle.loads(call)
+            answer = (True, fn(*args, **kwargs))
+        except BaseException as err:                     # the driver raises it, with this traceback
+            answer = (False, _portable(err))
+        try:
+            message = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+        except Exception as err:
+            message = pickle.dumps((False, _portable(err)), pickle.HIGHEST_PROTOCOL)
+        pipe.send_bytes(message)
+
+
+def _portable(err):
+    """``err`` with the worker's traceback as a note, or a RuntimeError that says it all where ``err``
+    does not survive pickling: the driver raises it as the call's error."""
+    where = f"in worker process {os.getpid()}:\n" + "".join(traceback.format_exception(err)).rstrip()
+    try:
+        err.add_note(where)
+        pickle.loads(pickle.dumps(err, pickle.HIGHEST_PROTOCOL))
+        return err
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}\n{where}")
+
+
 def _start_worker(driver, folder):
     """Ctrl-C reaches every process of the terminal; only the driver answers it (it finishes the
     iteration and writes the checkpoint), so the workers must not die of it. And a worker must not
@@ -311,17 +432,17 @@ def _watch(driver, folder, every=0.25):
     init or a subreaper), remove the shared pool files and end the process at once."""
     while os.getppid() == driver:
         time.sleep(every)
-    try:                                   # the first worker to get here removes the semaphores too
-        os.close(os.open(os.path.join(folder, "cleaning"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        _unlink_semaphores(folder, tracked=True)
-    except OSError:
-        pass
-    shutil.rmtree(folder, ignore_errors=True)
+    _leave(folder)
+
+
+def _leave(folder):
+    """The driver is gone: remove the pool files it shared and end this worker now."""
+    import sys as _s, threading as _t
+    open("/tmp/leave.log", "a").write(f"{os.getpid()} {_t.current_thread().name} {folder} {os.path.exists(folder)}\n")
+    if folder:
+        shutil.rmtree(folder, onerror=lambda *a: open("/tmp/leave.log", "a").write(f"{os.getpid()} err {a[1]} {a[2][1]}\n"))
+    open("/tmp/leave.log", "a").write(f"{os.getpid()} done {os.path.exists(folder)}\n")
     os._exit(1)
-
-
-def _ready():
-    return os.getpid()
 
 
 def _pool(handle, images):

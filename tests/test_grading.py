@@ -1,6 +1,5 @@
 """exercises --grade: a student's notebook graded with the instructor's checks, without nbgrader."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -189,7 +189,7 @@ def final_evaluation(net, theta, test_pool, config, *, inner_state=None, shots=N
 
 def report_finals(finals):
     """The final evaluations as a table."""
-    from ..report import table
+    from ..study import table
     rows = [[f"{f.shots}-shot, {f.state}", s.mode, str(s)] for f in finals for s in f.scores]
     return table(rows, ["evaluation", "mode", f"accuracy over {finals[0].scores[0].tasks} tasks"])
 

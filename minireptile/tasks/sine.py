@@ -213,7 +213,7 @@ class Result(Record):
     claims: tuple = ()
 
     def report(self):
-        from ..report import table
+        from ..study import table
         rows = [[name, *(f"{v:.3f}" for v in m.mean)] for name, m in
                 [(self.config.method, self.trained), ("joint", self.joint), ("random init", self.random_init)] if m]
         return "\n".join([
