@@ -212,39 +212,41 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_and_no_pool_file(data, tm
     process, out, tmp, descendants = start_training(data, tmp_path)
     reaper.extend(descendants + [process.pid])
     assert len(descendants) >= 2 and list(tmp.glob("minireptile-workers-*")), descendants
-    with open(next(tmp.glob("minireptile-workers-*")) / "semaphores.json") as f:
-        semaphores = json.load(f)
-    assert len(semaphores) == 5 and all(Path("/dev/shm/sem." + n.lstrip("/")).exists() for n in semaphores)
+    assert in_dev_shm([process.pid] + descendants) == []        # the pipes need no semaphore: nothing to leave
     process.kill()                                               # the OOM killer, a hard time limit
     _, stderr = process.communicate(timeout=60)                 # once the resource tracker has ended too
     assert gone_within(descendants, 10) == []
     assert list(tmp.iterdir()) == []
-    assert "leaked semaphore" not in stderr and "Traceback" not in stderr, stderr
-    assert not any(Path("/dev/shm/sem." + n.lstrip("/")).exists() for n in semaphores)
+    assert "leaked" not in stderr and "Traceback" not in stderr, stderr
 
 
-@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux's /dev/shm to see the semaphores")
-def test_the_next_start_removes_the_folder_and_semaphores_of_a_driver_that_died_with_its_workers(tmp_path,
-                                                                                                  monkeypatch):
-    import _multiprocessing
+def in_dev_shm(pids):
+    """The files in /dev/shm (POSIX semaphores, shared memory) that these processes map, unlinked ones aside:
+    what a killed driver could leave behind there."""
+    found = []
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        found += [line.split()[-1] for line in maps.splitlines() if "/dev/shm/" in line and "(deleted)" not in line]
+    return found
+
+
+def test_the_next_start_removes_the_folder_of_a_driver_that_died_with_its_workers(tmp_path, monkeypatch):
     import tempfile
-    from multiprocessing.synchronize import SEMAPHORE
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)                                      # a process id that no longer runs
     stale, live = tmp_path / f"minireptile-workers-{pid}-x1", tmp_path / f"minireptile-workers-{os.getpid()}-x2"
-    name = f"/mp-test-{os.getpid()}"
-    _multiprocessing.SemLock(SEMAPHORE, 1, 1, name, False)      # left in /dev/shm, as a killed driver leaves it
     for folder in (stale, live):
         folder.mkdir()
         np.save(folder / "pool.npy", np.zeros(1000))
-        (folder / "semaphores.json").write_text(json.dumps([name]) if folder is stale else "[]")
-    assert Path(f"/dev/shm/sem.{name[1:]}").exists()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with Workers.local(2) as workers:
         assert Path(workers._folder).parent == tmp_path and Path(workers._folder).name.startswith(
             f"minireptile-workers-{os.getpid()}-")
         assert not stale.exists() and live.exists()              # a running driver's folder stays
-        assert not Path(f"/dev/shm/sem.{name[1:]}").exists()
+    assert not Path(workers._folder).exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the workers")
@@ -284,15 +286,152 @@ def _iteration(checkpoint):
         return -1
 
 
-@pytest.mark.parametrize("release", [False, True])
-def test_an_os_exit_after_a_stuck_pool_leaves_no_semaphores_for_the_tracker_to_warn_of(release):
-    """The program ends with os._exit when a killed worker left the pool's thread stuck (workers.STUCK);
-    release_semaphores first does what a normal exit does for the pool's queues."""
-    script = ("import multiprocessing as mp, os, sys\n"
-              "from minireptile import workers\n"
-              "ctx = mp.get_context('spawn'); queue = ctx.Queue(); queue.put(1); simple = ctx.SimpleQueue()\n"
-              "process = ctx.Process(target=print); process.start(); process.join()\n"
-              f"if {release}: workers.release_semaphores()\n"
-              "sys.stderr.flush(); os._exit(1)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert ("leaked semaphore" in result.stderr) != release, result.stderr
+# ----------------------------------------------------------------------------- the local executor
+# (the calls are the standard library's own functions, so that a worker need not import this file)
+
+def test_the_local_executor_answers_in_order_and_a_worker_error_keeps_its_traceback():
+    import math
+    from minireptile.workers import LocalExecutor
+    executor = LocalExecutor(2)
+    try:
+        futures = [executor.submit(pow, i, 2) for i in range(12)]
+        assert [f.result(timeout=60) for f in futures] == [i * i for i in range(12)]
+        assert {executor.submit(os.getpid).result(timeout=60) for _ in range(20)} <= set(executor.pids)
+        with pytest.raises(ValueError, match="math domain error") as raised:
+            executor.submit(math.sqrt, -1).result(timeout=60)
+        assert any("in worker process" in note and "Traceback" in note for note in raised.value.__notes__)
+        assert executor.submit(pow, 3, 3).result(timeout=60) == 27          # an error breaks nothing
+    finally:
+        executor.shutdown()
+    assert not any(alive(pid) for pid in executor.pids)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(pow, 2, 2)
+
+
+def test_a_killed_worker_fails_its_call_and_every_waiting_one_at_once_and_shutdown_ends_the_rest():
+    import concurrent.futures as cf
+    from minireptile.workers import LocalExecutor
+    executor = LocalExecutor(2)
+    try:
+        busy = [executor.submit(time.sleep, 30) for _ in range(2)]
+        waiting = [executor.submit(pow, 2, i) for i in range(4)]
+        deadline = time.monotonic() + 30
+        while not all(f.running() for f in busy) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        os.kill(executor.pids[0], signal.SIGKILL)
+        with pytest.raises(cf.BrokenExecutor, match=rf"process {executor.pids[0]}, killed by SIGKILL"):
+            cf.wait(busy, timeout=10, return_when=cf.FIRST_EXCEPTION)
+            next(f for f in busy if f.done()).result()
+        assert time.monotonic() - start < 5                              # not after the other's 30 s
+        assert all(isinstance(f.exception(timeout=10), cf.BrokenExecutor) for f in waiting)
+        with pytest.raises(cf.BrokenExecutor):
+            executor.submit(pow, 2, 2)
+    finally:
+        start = time.monotonic()
+        executor.shutdown(wait=True, cancel_futures=True)
+    assert time.monotonic() - start < 10 and not any(alive(pid) for pid in executor.pids)
+    assert all(f.done() for f in busy)
+
+
+def test_shutdown_cancels_the_waiting_calls_and_lets_the_running_ones_finish():
+    from minireptile.workers import LocalExecutor
+    executor = LocalExecutor(2)
+    running = [executor.submit(time.sleep, 0.5) for _ in range(2)]
+    waiting = [executor.submit(pow, 2, i) for i in range(6)]
+    deadline = time.monotonic() + 30
+    while not all(f.running() for f in running) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executor.shutdown(wait=True, cancel_futures=True)
+    assert [f.result() for f in running] == [None, None]
+    assert all(f.cancelled() for f in waiting)
+    assert not any(alive(pid) for pid in executor.pids)
+
+
+def test_a_lost_worker_reaches_the_caller_of_workers_as_one_worker_lost():
+    from minireptile.workers import WorkerLost, _results, _worker_faults
+    with Workers.local(2, threads=1) as workers:
+        os.kill(workers.executor.pids[1], signal.SIGKILL)
+        with pytest.raises(WorkerLost, match=r"^a worker process died \(process \d+, killed by SIGKILL\)$"):
+            for _ in range(10):                       # as Workers.step and .score wait for their calls
+                with _worker_faults():
+                    _results([workers.executor.submit(time.sleep, 0.1) for _ in range(2)])
+
+
+#: private names of the standard library's process and thread machinery that code once used
+INTERNALS = ("._processes", "_executor_manager_thread", "_run_finalizers", "_semlock", "_call_queue",
+             "_result_queue", "_multiprocessing", "resource_tracker")
+#: underscore names the standard library documents as public
+DOCUMENTED = {"os._exit"}
+
+
+def _stdlib_private_names():
+    """Every underscore name that the modules minireptile's workers stand on use for themselves."""
+    import ast
+    import concurrent.futures
+    import importlib
+    import inspect
+    import multiprocessing
+    files = [p for package in (concurrent.futures, multiprocessing) for p in Path(package.__file__).parent.glob("*.py")]
+    files += [Path(inspect.getsourcefile(importlib.import_module(name)))
+              for name in ("threading", "queue", "subprocess", "signal", "weakref", "tempfile", "shutil", "pickle")]
+    names = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            name = getattr(node, "attr", None) or getattr(node, "id", None) or getattr(node, "name", None)
+            if isinstance(name, str) and _private(name):
+                names.add(name)
+    return names
+
+
+def _private(name):
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_the_package_reaches_into_no_private_part_of_the_standard_library():
+    """Python may change any underscore name of its own in any release: the package uses none (its own
+    ``self._x`` aside), nor imports a private module of the standard library."""
+    import ast
+    package = Path(mr.__file__).parent
+    sources = {path: path.read_text() for path in sorted(package.rglob("*.py"))}
+    assert [f"{path}: {name}" for path, text in sources.items() for name in INTERNALS if name in text] == []
+    stdlib_private, found = _stdlib_private_names(), []
+    for path, text in sources.items():
+        tree = ast.parse(text)
+        modules = set()                                   # names bound to the standard library's modules
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in sys.stdlib_module_names:
+                        modules.add(alias.asname or alias.name.split(".")[0])
+                        if any(_private(part) for part in alias.name.split(".")):
+                            found.append(f"{path}:{node.lineno}: import {alias.name}")
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] in sys.stdlib_module_names:
+                    if any(_private(part) for part in node.module.split(".")):
+                        found.append(f"{path}:{node.lineno}: from {node.module}")
+                    for alias in node.names:
+                        if _private(alias.name):
+                            found.append(f"{path}:{node.lineno}: from {node.module} import {alias.name}")
+                        else:
+                            modules.add(alias.asname or alias.name)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+                continue
+            base, code = node.value, ast.unparse(node)
+            if isinstance(base, ast.Name) and base.id in ("self", "cls") or code in DOCUMENTED:
+                continue                                  # our own objects' attributes
+            if node.attr in stdlib_private or isinstance(base, ast.Name) and base.id in modules:
+                found.append(f"{path}:{node.lineno}: {code}")
+    assert found == []
+
+
+def test_the_check_for_private_parts_would_catch_what_the_workers_once_used():
+    import ast
+    stdlib_private = _stdlib_private_names()
+    for code in ("executor._processes", "self.executor._executor_manager_thread", "util._run_finalizers",
+                 "lock._semlock.name", "executor._call_queue"):
+        attribute = ast.parse(code, mode="eval").body
+        while not _private(attribute.attr):
+            attribute = attribute.value
+        assert attribute.attr in stdlib_private, code
