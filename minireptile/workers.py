@@ -157,6 +157,8 @@ class LocalExecutor(cf.Executor):
         for process in self._children:
             process.join(max(0.0, deadline - time.monotonic()))
         self._kill()
+        for pipe in self._pipes:
+            pipe.close()
 
     def _hand(self, process, pipe):
         """One worker's thread in the driver: the next submission to the worker, its answer to the future."""
