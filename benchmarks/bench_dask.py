@@ -32,7 +32,11 @@ def main():
     parser.add_argument("--iterations", type=int, default=20, help="Omniglot meta-iterations per timing")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--meta-batch", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="one round of one iteration, Omniglot only, to check "
+                        "that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.iterations, args.meta_batch = 1, 1, 2
     from distributed import LocalCluster
     pools = omniglot.pools(args.data)
     images = np.random.default_rng(0).integers(0, 256, (64 * 30, 84, 84, 3), dtype=np.uint8)
@@ -40,6 +44,8 @@ def main():
                                 args.iterations),
              "Mini-ImageNet 5-way": (mr.miniimagenet_net(5), fewshot.training_sampler(
                  fewshot.ImagePool(images, [30] * 64), 5, 15, 10, 8, args.meta_batch), 2)}
+    if args.smoke:
+        del cases["Mini-ImageNet 5-way"]
     names = ("one process", f"{args.workers} local workers", f"Dask LocalCluster, {args.workers} workers")
     times = {case: {name: [] for name in names} for case in cases}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,

@@ -51,7 +51,11 @@ def main():
     parser.add_argument("--iterations", type=int, default=20, help="meta-iterations per timing")
     parser.add_argument("--eval-tasks", type=int, default=250)
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--smoke", action="store_true", help="one round of one iteration, 4 test tasks, widths 1 and 2, "
+                        "to check that this script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.iterations, args.eval_tasks, args.widths = 1, 1, 4, [1, 2]
     pools = omniglot.pools(args.data)
     net = mr.omniglot_net(5)
     sampler = fewshot.training_sampler(pools.train, 5, 10, 10, 5, 5)
@@ -77,7 +81,7 @@ def main():
 
         theta = net.init(np.random.default_rng(1), dtype=np.float32)
         evals = {"in-process": [], "2 workers": []}
-        for _ in range(2):
+        for _ in range(1 if args.smoke else 2):
             for name, workers in (("in-process", None), ("2 workers", two)):
                 start = time.perf_counter()
                 fewshot.evaluate(net, theta, pools.test, np.random.default_rng(2), fewshot.Protocol(), args.eval_tasks,
@@ -90,11 +94,11 @@ def main():
               f"{e['2 workers'] * 1000 / args.eval_tasks / 60:.1f} min")
 
     print("\n4. meta-iterations per second (median of 3) by workers and meta-batch; hours for 100,000:")
-    for meta_batch in (5, 10, 20):
+    for meta_batch in (5,) if args.smoke else (5, 10, 20):
         batch_sampler = fewshot.training_sampler(pools.train, 5, 10, 10, 5, meta_batch)
         for width in [w for w in args.widths if w <= cores]:
             workers = Workers.local(width) if width > 1 else None
-            ms = np.median([iteration_ms(net, batch_sampler, workers, args.iterations) for _ in range(3)])
+            ms = np.median([iteration_ms(net, batch_sampler, workers, args.iterations) for _ in range(1 if args.smoke else 3)])
             if workers:
                 workers.close()
             print(f"   meta-batch {meta_batch:2d}, {'in-process' if width == 1 else f'{width} workers':11s}: "
