@@ -3,15 +3,12 @@ the output folder's checks, worker processes, exit statuses, Ctrl-C and SIGTERM.
 the commands on top of it.
 """
 import argparse
-import dataclasses
-import os
-import re
 import signal
 import sys
 import threading
 from contextlib import contextmanager, nullcontext
 
-from .config import ConfigError
+from .config import ConfigError, _show, flag
 from .outputs import OutputError, RunFolder, check_writable, prepare_run
 
 
@@ -56,36 +53,6 @@ class Commands(Parser):
         return p
 
 
-def flag(name):
-    return "--" + name.replace("_", "-")
-
-
-def show(value):
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return "(default)" if value is None else str(value)
-
-
-def add_config(parser, cls, required=()):
-    """One option per field of the configuration dataclass ``cls``, with its help and default: the data
-    first, the evaluation's settings last."""
-    order = lambda f: 0 if f.name == "data" else 2 if f.name.startswith("eval_") else 1
-    for f in sorted(dataclasses.fields(cls), key=order):
-        meta, default, kind = f.metadata, f.default, f.metadata.get("type") or f.type
-        shown = "" if default is None else f" (default: {show(default)})"
-        if isinstance(default, bool):
-            parser.add_argument(flag(f.name), action="store_true", help=meta["help"])
-            continue
-        metavar = meta.get("metavar") or {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
-        parser.add_argument(flag(f.name), nargs=meta.get("nargs"), default=default, help=meta["help"] + shown,
-                            type=str if kind is tuple else kind, choices=meta.get("choices"),
-                            required=f.name in required, metavar=None if meta.get("choices") else metavar)
-
-
-def config_from(cls, args):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
-
-
 def out_folder(args, outputs=None, checkpoints=(), config=None):
     """The RunFolder of --out, checked whole before any work (``args.folder``, which the program reports).
     With a ``config``, the run there is prepared as ``outputs.prepare_run`` says; without one, the
@@ -100,52 +67,35 @@ def out_folder(args, outputs=None, checkpoints=(), config=None):
 
 
 def workers_for(args, tasks=None):
-    """A context giving the Workers that --workers / --scheduler ask for, or None (this process).
-    The default is a worker per core, but no more than the ``tasks`` that run at once."""
-    from .workers import Workers
-    workers, scheduler = getattr(args, "workers", 1), getattr(args, "scheduler", None)
-    if workers is None:
-        workers = max(1, min(os.cpu_count() or 1, tasks or os.cpu_count() or 1))
-    if scheduler:
-        try:
-            return Workers.dask(scheduler)
-        except (OSError, TimeoutError, RuntimeError, ValueError) as err:
-            raise UsageError(f"--scheduler {scheduler}: {err}") from None
-    return Workers.local(workers) if workers > 1 else nullcontext()
-
-
-#: a Dask scheduler's address: [protocol://]host:port, as ``distributed.Client`` takes it
-SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})/?")
+    """``workers.for_flags`` of --workers and --scheduler (none on a command without them: this process)."""
+    from .workers import for_flags
+    try:
+        return for_flags(getattr(args, "workers", 1), getattr(args, "scheduler", None), tasks)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def check_scale(args):
     """--workers, --scheduler and --memory, refused in one line before any work."""
-    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be an integer of at least 1, got {workers}")
-    if scheduler and workers is not None:
-        raise UsageError("--workers and --scheduler exclude each other (a cluster has its own workers)")
-    if scheduler is not None:
-        match = SCHEDULER.fullmatch(scheduler)
-        if not match or not 0 < int(match[1]) < 65536:
-            raise UsageError("--scheduler must be a Dask scheduler's address, [tcp|tls|ws|wss|ucx://]HOST:PORT "
-                             f"such as tcp://10.0.0.1:8786, got {scheduler!r}")
-    if getattr(args, "memory", None) is not None:
-        from .memory import parse
-        try:
+    from .memory import parse
+    from .workers import check_flags
+    try:
+        check_flags(getattr(args, "workers", None), getattr(args, "scheduler", None))
+        if getattr(args, "memory", None) is not None:
             parse(args.memory, "--memory")
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def one_line(err):
     """(one line, exit status) for an error the user can cause, else (None, None)."""
+    from .study import DataError
     from .tasks.omniglot import DataMissing
     from .train import CheckpointError, Diverged
     from .workers import WorkerLost
     if isinstance(err, ConfigError):
-        return f"{flag(err.name)} must be {err.expected}, got {show(err.got)}", 2
-    if isinstance(err, (UsageError, CheckpointError, OutputError)):
+        return f"{flag(err.name)} must be {err.expected}, got {_show(err.got)}", 2
+    if isinstance(err, (UsageError, CheckpointError, OutputError, DataError)):
         return str(err), 2
     if isinstance(err, (Diverged, DataMissing, WorkerLost)):
         return str(err), 1

@@ -11,8 +11,8 @@ import importlib
 from pathlib import Path
 
 from . import _shell
-from ._shell import Commands, UsageError, add_config, check_writable, config_from, out_folder, workers_for
-from .config import ConfigError
+from ._shell import Commands, UsageError, check_writable, out_folder, workers_for
+from .config import ConfigError, add_flags, from_flags
 
 #: command: (study module, help, whether it keeps checkpoints to --resume, whether it has --workers)
 STUDIES = {
@@ -37,24 +37,12 @@ def study(command):
     return importlib.import_module(f".{STUDIES[command][0]}", __package__)
 
 
-def prepared(module, config, progress):
-    """(config, pools): the study's data read and checked against its configuration (no data: None)."""
-    if not hasattr(module, "prepare") or getattr(config, "data", None) is None:
-        return config, None
-    try:
-        return module.prepare(config, progress)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise UsageError(f"--data {config.data}: {err}") from None
-
-
 def cmd_study(args):
     """Any study: validate, prepare the output, run, report, write its JSON and figures."""
-    from .study import save
+    from .study import prepared, save
     from .train import Diverged
     module, (_, _, resumable, _) = study(args.command), STUDIES[args.command]
-    config = config_from(module.Config, args)
+    config = from_flags(module.Config, args)
     check_writable(args.out)                                    # before the data is read
     config, pools = prepared(module, config, not args.quiet)
     out = out_folder(args, module.OUTPUTS, module.checkpoints(config), config if resumable else None)
@@ -73,23 +61,9 @@ def cmd_study(args):
 
 def cmd_figures(args):
     """Every committed figure at full budget (the Omniglot ones need --data)."""
-    from .study import save
-    out = out_folder(args)
-    budget = "smoke" if args.smoke else "full"
-    commands = [c for c in ("sine", "taylor", "joint", "gradient-combos", "compare") if args.data or c not in NEEDS_DATA]
-    configs = {}
-    for command in commands:
-        fields = {f.name for f in dataclasses.fields(study(command).Config)}
-        data = {"data": args.data, "test_alphabets": args.test_alphabets} if "data" in fields else {}
-        configs[command] = study(command).Config(**study(command).BUDGETS[budget] | data)
-    kept = lambda c: c in ("gradient-combos", "compare")          # hours: their checkpoints are kept in OUT
-    out.claim([name for c in commands for name in study(c).OUTPUTS + tuple(study(c).checkpoints(configs[c]) * kept(c))
-               if name != "theta.npz"], args.overwrite)
-    ready = {command: prepared(study(command), config, not args.quiet) for command, config in configs.items()}
-    for command, (config, pools) in ready.items():                 # every value checked before any work
-        result = study(command).run(config, out if kept(command) else None, progress=not args.quiet,
-                                    **({"pools": pools} if pools is not None else {}))
-        save(result, out, study(command).OUTPUTS)
+    from .study import make_figures
+    make_figures(out_folder(args), "smoke" if args.smoke else "full", args.data, args.test_alphabets,
+                 not args.quiet, args.overwrite)
     print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
           "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
           + ("" if args.data else "; without --data the Omniglot figures are skipped"))
@@ -109,12 +83,18 @@ def cmd_evaluate(args):
     from .train import load_inner_state
     name, net_name, kind = EVALUATIONS[args.command]
     module = importlib.import_module(f".{name}", __package__)
-    config = config_from(module.EvalConfig, args)
+    config = from_flags(module.EvalConfig, args)
     if args.json:
         args.folder, json_path = json_file(args.json, args.overwrite)
     net, theta, ways, record = experiment.trained_net(getattr(models, net_name), kind, args.checkpoint, config.ways)
     config = dataclasses.replace(config, ways=ways)        # the checkpoint is read before the data
-    test_pool, described = _test_pool(args, module, record.get("config", {}))
+    try:
+        test_pool, described = (module.test_pool(args.data, args.test_alphabets, record.get("config"))
+                                if args.command == "omniglot-eval" else module.test_pool(args.data, args.split, not args.quiet))
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise UsageError(f"--data {args.data}: {err}") from None
     experiment.check_pools(config.ways, config.shots, None, test_pool)
     print(described)
     state = load_inner_state(args.checkpoint) if config.inner == "adam" else None
@@ -127,25 +107,6 @@ def cmd_evaluate(args):
     if args.json:
         write_json(json_path, {"checkpoint": str(args.checkpoint), "config": dataclasses.asdict(config),
                                "split": described, "final": to_plain(final)})
-
-
-def _test_pool(args, module, saved):
-    """(the test pool of --data, a line describing it): Omniglot split as the checkpoint was (or by
-    --test-alphabets), Mini-ImageNet's --split."""
-    try:
-        if args.command == "omniglot-eval":
-            origin = "given" if args.test_alphabets else "the checkpoint's split"
-            pools = module.pools(args.data, args.test_alphabets or saved.get("test_alphabets"), saved.get("seed", 0),
-                                 origin=origin)
-            return pools.test, pools.description
-        pools = module.pools(args.data, progress=not args.quiet)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise UsageError(f"--data {args.data}: {err}") from None
-    if getattr(pools, args.split) is None:
-        raise UsageError(f"--split {args.split}: {args.data} has no {args.split} split (it has train, test)")
-    return getattr(pools, args.split), f"{pools.description}; evaluating on {args.split}"
 
 
 def cmd_download(args):
@@ -201,7 +162,7 @@ def build_parser():
         p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the command (seconds); the "
                        "flags given still win")
         parser.smoke[name] = module.BUDGETS["smoke"]
-        add_config(p, module.Config, required=("data",) if name in NEEDS_DATA else ())
+        add_flags(p, module.Config, required=("data",) if name in NEEDS_DATA else ())
     _other_commands(parser)
     return parser
 
@@ -220,7 +181,7 @@ def _other_commands(parser):
                            help="alphabets to test on (default: the checkpoint's split)")
         else:
             p.add_argument("--split", default="test", choices=("test", "val"), help="the classes to test on (default: test)")
-        add_config(p, module.EvalConfig)
+        add_flags(p, module.EvalConfig)
         p.add_argument("--json", help="also write the scores to this file")
     p = parser.command("figures", "regenerate every figure at full budget (hours: the sum of the commands above)",
                        cmd_figures)

@@ -110,6 +110,32 @@ def distinct(name, values, known):
         raise ConfigError(name, "at least one name", "none")
 
 
+def flag(name):
+    """The command-line flag of a field: inner_lr -> --inner-lr."""
+    return "--" + name.replace("_", "-")
+
+
+def add_flags(parser, cls, required=()):
+    """One argparse option per field of the configuration dataclass ``cls``, with its help and default:
+    the data first, the evaluation's settings last."""
+    order = lambda f: 0 if f.name == "data" else 2 if f.name.startswith("eval_") else 1
+    for f in sorted(dataclasses.fields(cls), key=order):
+        meta, default, kind = f.metadata, f.default, f.metadata.get("type") or f.type
+        shown = "" if default is None else f" (default: {_show(default)})"
+        if isinstance(default, bool):
+            parser.add_argument(flag(f.name), action="store_true", help=meta["help"])
+            continue
+        metavar = meta.get("metavar") or {int: "N", float: "X", str: "NAME"}.get(kind, "VALUE")
+        parser.add_argument(flag(f.name), nargs=meta.get("nargs"), default=default, help=meta["help"] + shown,
+                            type=str if kind is tuple else kind, choices=meta.get("choices"),
+                            required=f.name in required, metavar=None if meta.get("choices") else metavar)
+
+
+def from_flags(cls, args):
+    """The configuration ``cls`` of parsed arguments (the fields it has flags for)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
 def to_dict(config):
     """The configuration as plain JSON-ready values."""
     return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}

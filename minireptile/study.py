@@ -114,6 +114,53 @@ def table(rows, header):
     return "\n".join([line(header)] + [line(r) for r in rows])
 
 
+class DataError(ValueError):
+    """A study's --data that cannot be read (missing, a file, not the dataset)."""
+
+
+def prepared(module, config, progress=True):
+    """(config, pools): the study's data read and checked against its configuration (a study without data,
+    or without ``config.data``: (config, None))."""
+    from .config import ConfigError
+    if not hasattr(module, "prepare") or getattr(config, "data", None) is None:
+        return config, None
+    try:
+        return module.prepare(config, progress)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise DataError(f"--data {config.data}: {err}") from None
+
+
+#: the studies whose JSON and figures are in figures/, in the order ``make_figures`` runs them
+FIGURES = ("tasks.sine", "analysis", "joint", "combinations", "comparison")
+
+
+def make_figures(out, budget="full", data=None, test_alphabets=None, progress=True, overwrite=False):
+    """Every study of FIGURES at a named budget into the folder ``out`` (those that need data only with
+    ``data``), each as its command makes it; every configuration, output and the data checked before any
+    work. The two long ones keep their checkpoints in ``out``."""
+    import dataclasses
+    import importlib
+    out = as_folder(out)
+    configs = {}
+    for name in FIGURES:
+        module = importlib.import_module(f".{name}", __package__)
+        fields = {f.name for f in dataclasses.fields(module.Config)}
+        if "data" in fields and data is None and name != "joint":
+            continue
+        given = {"data": data, "test_alphabets": test_alphabets} if "data" in fields else {}
+        configs[module] = module.Config(**module.BUDGETS[budget] | given)
+    kept = lambda module: module.__name__.endswith(("combinations", "comparison"))     # hours each
+    out.claim([n for m, c in configs.items() for n in m.OUTPUTS + tuple(m.checkpoints(c) * kept(m))
+               if n != "theta.npz"], overwrite)
+    ready = {module: prepared(module, config, progress) for module, config in configs.items()}
+    for module, (config, pools) in ready.items():
+        result = module.run(config, out if kept(module) else None, progress=progress,
+                            **({"pools": pools} if pools is not None else {}))
+        save(result, out, module.OUTPUTS)
+
+
 def save(result, out, outputs):
     """The Result's JSON (``outputs[0]``) and its figures into the folder ``out``, each whole or not at all."""
     from .plots import save_figure

@@ -44,6 +44,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import re
 import shutil
 import signal
 import tempfile
@@ -341,6 +342,37 @@ class Workers:
 
     def __exit__(self, *exc):
         self.close()
+
+
+#: a Dask scheduler's address: [protocol://]host:port, as ``distributed.Client`` takes it
+SCHEDULER = re.compile(r"(?:(?:tcp|tls|ws|wss|ucx)://)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})/?")
+
+
+def check_flags(workers=None, scheduler=None):
+    """The command line's --workers and --scheduler, refused with a ValueError that names the flag."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be an integer of at least 1, got {workers}")
+    if scheduler and workers is not None:
+        raise ValueError("--workers and --scheduler exclude each other (a cluster has its own workers)")
+    match = SCHEDULER.fullmatch(scheduler) if scheduler is not None else None
+    if scheduler is not None and not (match and 0 < int(match[1]) < 65536):
+        raise ValueError("--scheduler must be a Dask scheduler's address, [tcp|tls|ws|wss|ucx://]HOST:PORT "
+                         f"such as tcp://10.0.0.1:8786, got {scheduler!r}")
+
+
+def for_flags(workers=None, scheduler=None, tasks=None):
+    """A context giving the Workers that --workers / --scheduler ask for, or None (this process). The
+    default is a worker per core, but no more than the ``tasks`` that run at once; a cluster that cannot be
+    reached is a ValueError naming --scheduler."""
+    from contextlib import nullcontext
+    if scheduler:
+        try:
+            return Workers.dask(scheduler)
+        except (OSError, TimeoutError, RuntimeError, ValueError) as err:
+            raise ValueError(f"--scheduler {scheduler}: {err}") from None
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, tasks or os.cpu_count() or 1))
+    return Workers.local(workers) if workers > 1 else nullcontext()
 
 
 def _results(futures):

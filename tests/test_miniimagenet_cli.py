@@ -126,7 +126,7 @@ def test_eval_refuses_a_checkpoint_of_another_net_and_a_missing_split(tmp_path, 
     assert "records no configuration (a bare theta): give --ways" in message
     message = one_line_error(run(["miniimagenet-eval", "--data", root, "--checkpoint", trained[0] / "theta.npz",
                                   "--split", "val", "--quiet"], tmp_path, env))
-    assert message.endswith("has no val split (it has train, test)")
+    assert "--split must be one of the splits" in message and message.endswith("has (train, test), got val")
     message = one_line_error(run(["miniimagenet-eval", "--data", root, "--checkpoint", trained[0] / "theta.npz",
                                   "--shots", 1, 6, "--quiet"], tmp_path, env))
     assert "--shots must be an integer from 1 to 5" in message

@@ -299,6 +299,15 @@ BUDGETS = {"smoke": dict(iterations=2, eval_every=2, eval_tasks=2, eval_iters=2)
 OUTPUTS, checkpoints = experiment.OUTPUTS, experiment.checkpoints
 
 
+def test_pool(root, split="test", progress=False):
+    """(the ``split`` pool of ``root``, a line describing it) for evaluating a checkpoint."""
+    from ..config import ConfigError
+    found = pools(root, progress=progress)
+    if getattr(found, split) is None:
+        raise ConfigError("split", f"one of the splits {root} has (train, test)", split)
+    return getattr(found, split), f"{found.description}; evaluating on {split}"
+
+
 def prepare(config, progress=True):
     """(config, the Pools of ``config.data``; the cache is built on first use), checked against each other."""
     found = pools(config.data, progress=progress)

@@ -318,6 +318,15 @@ BUDGETS = {"smoke": dict(iterations=4, eval_every=2, eval_tasks=4, eval_iters=5)
 OUTPUTS, checkpoints = experiment.OUTPUTS, experiment.checkpoints
 
 
+def test_pool(root, test_alphabets=None, saved=None):
+    """(the test pool of ``root``, a line describing it) for evaluating a checkpoint: split by
+    ``test_alphabets``, else as the checkpoint's record ``saved`` (its configuration) says."""
+    saved = saved or {}
+    origin = "given" if test_alphabets else "the checkpoint's split"
+    found = pools(root, test_alphabets or saved.get("test_alphabets"), saved.get("seed", 0), origin=origin)
+    return found.test, found.description
+
+
 def prepare(config, progress=True):
     """(config with its split's test alphabets, the Pools of ``config.data``), checked against each other."""
     found = pools(config.data, config.test_alphabets, config.seed)
