@@ -179,7 +179,9 @@ def sigterm_as_interrupt():
 def interrupted(args, err):
     folder = getattr(args, "folder", None)
     how = "terminated (SIGTERM)" if getattr(err, "signum", None) == signal.SIGTERM else "interrupted"
-    if str(err):                                          # meta_train: stopped at iteration N; ...
+    if str(err) and hasattr(args, "resume"):              # meta_train: stopped at iteration N; ...
         return f"{how}: {err}; continue with the same command and --resume"
+    if str(err):
+        return f"{how}: {err}; this command keeps no checkpoints (it takes minutes): run it again"
     written = folder.written() if folder is not None else []
     return how + (f"; wrote {', '.join(map(str, written))}" if written else "; nothing was written")

@@ -69,7 +69,7 @@ class CompareConfig(Evaluating):
     eval_batch: int = option(5, "images per inner minibatch when evaluating", train=False)
     eval_every: int = option(1000, "evaluate, and measure the variance, every this many iterations")
     eval_tasks_during: int = option(None, "test tasks of each evaluation during training (default: 100, or "
-                                    "--eval-tasks where that is fewer)", type=int)
+                                    "--eval-tasks where that is fewer)", type=int, train=False)
     eval_tasks: int = option(None, "test tasks of the final evaluation (default: 1000, or --iterations where "
                              "fewer: a short run gets a short evaluation)", train=False, type=int)
     variance_tasks: int = option(None, "tasks whose meta-gradients give the variance at each point (default: "
@@ -80,10 +80,11 @@ class CompareConfig(Evaluating):
 
     def derived(self):
         short = lambda full, low: max(low, min(full, self.iterations)) if isinstance(self.iterations, int) else full
-        eval_tasks = self.eval_tasks or short(1000, 1)
-        return {"eval_tasks": eval_tasks, "variance_tasks": self.variance_tasks or short(100, 2),
-                "eval_tasks_during": self.eval_tasks_during or (min(100, eval_tasks) if isinstance(eval_tasks, int)
-                                                                else None)}
+        given = lambda value, default: default if value is None else value
+        eval_tasks = given(self.eval_tasks, short(1000, 1))
+        return {"eval_tasks": eval_tasks, "variance_tasks": given(self.variance_tasks, short(100, 2)),
+                "eval_tasks_during": given(self.eval_tasks_during, min(100, eval_tasks) if isinstance(eval_tasks, int)
+                                           else None)}
 
     def check(self):
         distinct("methods", self.methods, tuple(METHODS))
@@ -351,7 +352,8 @@ def lower_variance(results):
     return Claim("lower-variance", "Reptile's update has lower variance", verdict,
                  "Reptile's relative variance (trace of the covariance over the squared norm of the expected "
                  "update, bias-corrected) below every other method's, at the initial theta and at every "
-                 "checkpoint of every run", ratios | {at: "not measured" for at in unmeasured})
+                 "checkpoint of every run; each number is Reptile's over the lowest other method's (below 1: "
+                 "lower)", ratios | {at: "not measured" for at in unmeasured})
 
 
 def faster(at_init, reptile, maml):

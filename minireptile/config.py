@@ -76,6 +76,9 @@ def check_field(field, value):
     elif kind in (tuple, "tuple") and meta.get("type") is int:
         for v in value:
             check_int(field.name, v, 1 if meta.get("low") is None else meta["low"])
+    elif kind in (tuple, "tuple") and meta.get("type") is float:
+        for v in value:
+            check_step(field.name, v, meta.get("low") or 0.0, meta.get("high"), not meta.get("closed"))
 
 
 class Checked:

@@ -25,11 +25,11 @@ SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k inner steps -> minibatch size
 class JointConfig(Checked):
     """The study's settings: the numbers of inner steps k compared, the sine part's and the Omniglot part's."""
     ks: tuple = option((1, 2, 5, 10), "numbers of inner steps k to compare (1: joint training)", nargs="+",
-                       type=int, choices=None)
+                       type=int)
     sine_iterations: int = option(10000, "sine: outer iterations of each run")
     sine_tasks: int = option(100, "sine: held-out tasks of each evaluation")
     eps_values: tuple = option((0.03, 0.1, 0.3, 1.0), "sine: outer step sizes eps of Reptile k = 5", nargs="+",
-                               type=float)
+                               type=float, high=1)
     omniglot_iterations: int = option(1500, "Omniglot: outer iterations of each run")
     eval_tasks: int = option(50, "Omniglot: held-out tasks of each evaluation")
     eval_every: int = option(None, "Omniglot: evaluate every this many iterations (default: a fifth of them)",
@@ -39,9 +39,8 @@ class JointConfig(Checked):
     test_alphabets: tuple = option(None, TEST_ALPHABETS_HELP, nargs="+", metavar="NAME")
 
     def check(self):
-        from .config import check_choice
-        for k in self.ks:
-            check_choice("ks", k, tuple(SINE_K))
+        from .config import distinct
+        distinct("ks", self.ks, tuple(SINE_K))
 
 
 Config = JointConfig

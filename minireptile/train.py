@@ -76,6 +76,9 @@ class Scoring:
 
 @dataclass
 class TrainResult:
+    """What meta_train returns: theta, the history of inner losses (iterations, 2: the mean over tasks of the
+    first and of the last minibatch's loss), the evaluations, the training seconds (evaluations excluded),
+    the inner Adam state, where this call started and the seconds spent evaluating."""
     theta: np.ndarray
     history: np.ndarray            # (iterations, 2): mean inner loss on the first and last minibatch
     evals: list = field(default_factory=list)   # [Evaluation, ...] in order
@@ -367,7 +370,8 @@ def open_checkpoint(path):
     if the file is missing, is not an .npz archive, or holds no theta."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} " + ("is a folder: give the checkpoint.npz or theta.npz in it"
+                                                       if os.path.isdir(path) else "does not exist"))
     with open(path, "rb") as f:
         if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
             raise CheckpointError(f"{path} is not a minireptile checkpoint (not an .npz archive)")

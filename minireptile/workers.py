@@ -358,6 +358,9 @@ def check_flags(workers=None, scheduler=None):
     if scheduler is not None and not (match and 0 < int(match[1]) < 65536):
         raise ValueError("--scheduler must be a Dask scheduler's address, [tcp|tls|ws|wss|ucx://]HOST:PORT "
                          f"such as tcp://10.0.0.1:8786, got {scheduler!r}")
+    import importlib.util
+    if scheduler is not None and importlib.util.find_spec("distributed") is None:
+        raise ValueError(f'--scheduler {scheduler}: a cluster needs Dask: pip install "minireptile[distributed]"')
 
 
 def for_flags(workers=None, scheduler=None, tasks=None):

@@ -127,7 +127,7 @@ def test_a_finished_run_is_not_overwritten_without_resume_or_overwrite(tmp_path,
 CHANGES = {"ways": 4, "shots": 2, "method": "reptile", "iterations": 6, "seed": 1, "inner": "sgd",
            "inner_lr": 0.002, "inner_batch": 5, "inner_iters": 3, "train_shots": 4, "meta_batch": 3,
            "meta_step": 0.5, "meta_step_final": 0.1, "tail": None, "eval_iters": 3, "eval_batch": 4,
-           "eval_every": 1, "eval_tasks_during": 3, "test_alphabets": "B"}
+           "eval_every": 1, "test_alphabets": "B"}
 
 
 def test_every_training_argument_is_covered_by_the_resume_check():
@@ -274,7 +274,7 @@ def test_omniglot_eval_reports_carried_over_rows_only_with_an_adam_state(tmp_pat
     (lambda p: np.savez(p, theta=np.zeros(4353)), "records no configuration \\(a bare theta\\): give --ways"),
     (lambda p: np.savez(p, theta=np.zeros(mr.omniglot_net(5).num_params, np.float32)), None),
     (lambda p: np.savez(p, theta=np.zeros(3), experiment=np.array(json.dumps({"combinations": {}, "run": "g1"}))),
-     r"records no configuration \(its record is of combinations and run, from another command\): give --ways"),
+     r"records no configuration \(its record holds combinations, run, from another command\): give --ways"),
 ])
 def test_omniglot_eval_refuses_missing_and_foreign_checkpoints(tmp_path, refused, data, make, match):
     path = tmp_path / "missing.npz"

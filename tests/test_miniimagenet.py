@@ -210,7 +210,7 @@ def test_workers_map_the_cache_file_instead_of_copying_the_images(layouts, tmp_p
     with Workers.local(2, threads=1) as workers:
         together = fewshot.evaluate(net, theta, pools.test, np.random.default_rng(1), protocol, 4, workers=workers)
         (_, path, _), _ = workers.share(pools.test)
-        copied = [f for f in os.listdir(workers._folder) if f.endswith(".npy")]   # beside the semaphores' names
+        copied = [f for f in os.listdir(workers._folder) if f.endswith(".npy")]   # the workers' shared files
     assert path == pools.test.path and copied == []                         # nothing copied
     for mine, theirs in zip(together, alone):
         assert mine.mode == theirs.mode and mine.accuracy == pytest.approx(theirs.accuracy, abs=1e-6)

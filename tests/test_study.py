@@ -114,3 +114,47 @@ def test_evaluation_scores_are_typed_and_shared_by_every_configuration_that_eval
         assert issubclass(cls, experiment.Evaluating), cls
     protocol = comparison.CompareConfig().evaluation(5)
     assert (protocol.shots, protocol.inner, protocol.inner_iters) == (5, "sgd", 10)
+
+
+def test_a_finished_sine_run_resumes_and_a_zero_is_refused_not_taken_for_the_default(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    assert cli.main(["sine", "--iterations", "20", "--out", out, "--quiet"]) == 0
+    assert cli.main(["sine", "--iterations", "20", "--out", out, "--quiet", "--resume"]) == 0   # joint's checkpoint too
+    capsys.readouterr()
+    for argv, message in [(["omniglot", "--data", str(tmp_path), "--inner-lr", "0"], "--inner-lr must be a number above 0"),
+                          (["compare", "--data", str(tmp_path), "--eval-tasks", "0"], "--eval-tasks must be an integer"),
+                          (["joint", "--eps-values", "0"], "--eps-values must be a number above 0"),
+                          (["joint", "--ks", "1", "1"], "--ks must be distinct names")]:
+        assert cli.main(argv + ["--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_curves_task_count_may_change_on_resume():
+    config = omniglot.OmniglotConfig(eval_tasks=20)
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    assert config.eval_tasks_during == 20 and not fields["eval_tasks_during"].metadata["train"]
+
+
+def test_a_command_without_checkpoints_does_not_promise_resume_and_dask_is_asked_for_first(monkeypatch):
+    import importlib.util
+    import types
+    from minireptile import _shell, train, workers
+    args = types.SimpleNamespace(folder=None)                  # joint and taylor have no --resume
+    assert "--resume" not in _shell.interrupted(args, train.Interrupted("stopped at iteration 3"))
+    args.resume = False
+    assert "--resume" in _shell.interrupted(args, train.Interrupted("stopped at iteration 3"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ValueError, match='a cluster needs Dask: pip install "minireptile\\[distributed\\]"'):
+        workers.check_flags(scheduler="tcp://127.0.0.1:8786")
+
+
+def test_a_folder_given_as_a_checkpoint_and_another_commands_theta_are_named(tmp_path):
+    from minireptile.models import omniglot_net
+    from minireptile.train import CheckpointError, load_theta, save_checkpoint
+    with pytest.raises(CheckpointError, match="is a folder: give the checkpoint.npz or theta.npz in it"):
+        load_theta(tmp_path)
+    save_checkpoint(tmp_path / "theta.npz", theta=np.zeros(3), experiment=np.array(json.dumps(
+        {"command": "sine", "config": {}})))
+    with pytest.raises(CheckpointError, match="it was written by `sine`\\): give --ways"):
+        experiment.trained_net(omniglot_net, "an Omniglot", tmp_path / "theta.npz")

@@ -62,7 +62,7 @@ class FewShotConfig(Evaluating):
     eval_every: int = option(1000, "evaluate during training every this many iterations and at the end (0: no "
                              "evaluation during training, only the final one)", low=0)
     eval_tasks_during: int = option(None, "test tasks of each evaluation during training (default: 100, or "
-                                    "--eval-tasks where that is fewer)", type=int)
+                                    "--eval-tasks where that is fewer)", type=int, train=False)
     checkpoint_every: int = option(500, "write the checkpoint every this many iterations", train=False)
     final_shots: tuple = option(None, "support images per class (K) of the final evaluations, one "
                                 "evaluation each (default: --shots)", train=False, nargs="+", type=int)
@@ -72,7 +72,7 @@ class FewShotConfig(Evaluating):
         during = self.eval_tasks_during
         if during is None and isinstance(self.eval_tasks, int):
             during = min(EVAL_TASKS_DURING, self.eval_tasks)
-        return {"inner": inner, "inner_lr": self.inner_lr or (0.1 if inner == "sgd" else 0.001),
+        return {"inner": inner, "inner_lr": (0.1 if inner == "sgd" else 0.001) if self.inner_lr is None else self.inner_lr,
                 "eval_tasks_during": during, "final_shots": tuple(self.final_shots or (self.shots,))}
 
     def check(self):
@@ -197,7 +197,8 @@ def report_finals(finals):
 @dataclasses.dataclass(frozen=True)
 class Result(Record):
     """The few-shot experiment: its configuration (plain), the split, the training time, the final
-    evaluations and the learning curve."""
+    evaluations (``eval_tasks`` tasks of the "final test tasks" stream, each state) and the learning curve
+    (``eval_tasks_during`` other tasks, the "evaluation tasks" stream, a fresh Adam state)."""
     config: dict
     split: str
     train_seconds: float
@@ -259,7 +260,8 @@ def trained_net(make_net, kind, checkpoint, ways=None):
         raise CheckpointError(f"--ways must be {saved}: {checkpoint} is a {saved}-way net, got {ways}")
     ways = saved or ways
     if ways is None:
-        what = "a bare theta" if not record else f"its record is of {' and '.join(record)}, from another command"
+        what = ("a bare theta" if not record else f"it was written by `{record['command']}`" if "command" in record
+                else f"its record holds {', '.join(record)}, from another command")
         raise CheckpointError(f"--checkpoint {checkpoint} records no configuration ({what}): give --ways")
     net, theta = make_net(ways), load_theta(checkpoint)
     if theta.size != net.num_params:

@@ -98,7 +98,7 @@ def find_sources(root):
             sources.append((name, root / f"{name}.zip"))
     if not sources:
         raise ValueError(f"{root} holds none of the Omniglot sets {', '.join(SETS)} "
-                         "(as .zip files or extracted folders); see minireptile.tasks.omniglot.download")
+                         "(as .zip files or extracted folders); python -m minireptile download --data DIR fetches them")
     return sources
 
 
