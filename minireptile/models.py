@@ -1,4 +1,4 @@
-"""The paper's two networks, built from the layers."""
+"""The paper's three networks (sine, Omniglot, Mini-ImageNet), built from the layers."""
 from .layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Tanh
 from .net import Sequential
 

@@ -91,12 +91,12 @@ class Sequential:
             for name, _, _ in reversed(slots):
                 pieces.append(grads[name].reshape(flat))
         pieces.reverse()
-        return dy, np.concatenate(pieces, axis=-1) if pieces else np.zeros(theta.shape)
+        return dy, np.concatenate(pieces, axis=-1) if pieces else np.zeros(theta.shape, theta.dtype)
 
     def loss_and_grad(self, theta, x, y, loss):
         """Loss value (scalar, or (T,)) and its gradient with respect to theta (like theta).
 
-        x and y are checked once here for non-finite values.
+        x and y are checked for non-finite values at every call (an inner loop checks each minibatch).
         """
         for name, data in (("x", x), ("y", y)):
             data = np.asarray(data)

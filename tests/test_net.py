@@ -116,3 +116,10 @@ def test_param_spec_flatten_inverts_unflatten():
     np.testing.assert_array_equal(net.spec.flatten(net.unflatten(batch)), batch)
     with pytest.raises(ValueError, match="missing parameters"):
         net.spec.flatten({"0.W": np.zeros((1, 4))})
+
+
+def test_a_net_without_parameters_gives_a_gradient_of_thetas_dtype():
+    net = mr.Sequential(mr.ReLU(), mr.Flatten(1))
+    theta = np.zeros(0, np.float32)
+    _, grad = net.backward(theta, net.forward(theta, np.ones((2, 3)))[1], np.ones((2, 3)))
+    assert grad.dtype == np.float32 and grad.shape == (0,)
