@@ -47,7 +47,7 @@ class Commands(Parser):
             p.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on this Dask cluster instead, e.g. "
                            "tcp://10.0.0.1:8786 (pip install \"minireptile[distributed]\")")
             p.add_argument("--memory", metavar="SIZE", help="what each process's chunks of images may hold at once, "
-                           "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 128M; about 300 MB more per "
+                           "e.g. 256M or 2G (default: $MINIREPTILE_MEMORY, else 64M; about 300 MB more per "
                            "process comes on top)")
         p.set_defaults(run=handler)
         return p

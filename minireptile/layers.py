@@ -118,17 +118,22 @@ class Linear(Layer):
 
 
 class Conv2d(Layer):
-    """2-D cross-correlation, vectorized by im2col: y = cols W^T + b.
+    """2-D cross-correlation: y = sum over kernel offsets (i, j) of x shifted by (i, j) times W[:, :, i, j]^T, + b.
 
     Shapes: x (T?, N, C, H, W), W (T?, O, C, kh, kw), b (T?, O) -> y (T?, N, O, Ho, Wo),
     with Ho = (H + 2 padding - kh) // stride + 1 (likewise Wo).
 
     Internally images are stored channels-last, (T?, N, H, W, C) in memory, and
-    handed on as NCHW views of it: the matmul then writes its output in place, and
-    every strided copy (im2col, the backward pass's shifted sums, BatchNorm's rows)
-    runs over C contiguous values at a time instead of a row of a few pixels.
-    The backward pass never builds the columns' gradient (k k times the size of x):
-    each kernel offset's share of dx is one matmul, added where that offset read.
+    handed on as NCHW views of it: the matmuls then write their output in place, and
+    every strided copy runs over C contiguous values at a time instead of a row of a few pixels.
+    Two ways to compute the same sums, the faster chosen for each shape (``_shifted``):
+
+    - im2col: the k k windows of x as columns, y = cols W^T, one matmul of K = k k C.
+    - shifted (stride 1 only): the padded x viewed flat, one row per pixel of the padded grid;
+      kernel offset (i, j) then reads the rows i Wp + j further on, a contiguous block, so
+      y is k k matmuls of K = C on views of x, with no columns built (k k times the size of x).
+      Each output row holds the sums for its grid pixel; those right or below of the Ho x Wo
+      outputs are junk and cropped.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
@@ -160,53 +165,127 @@ class Conv2d(Layer):
                              f"{x.shape[-2] + 2 * p}x{x.shape[-1] + 2 * p}")
         return tasks
 
+    def _shifted(self, H, Wd):
+        """Whether the shifted path is the faster for images H x Wd, as measured (docs/speed.md): its
+        matmuls have K = C, too short for the 3 colours of a first layer, and it also computes the
+        junk pixels of the padded grid, 10% more at 42 x 42 (faster) but 20% at 21 x 21 (slower)."""
+        grid = (H + 2 * self.padding) * (Wd + 2 * self.padding)
+        return self.stride == 1 and self.in_channels >= 8 and grid <= 1.15 * H * Wd
+
+    def _padded(self, x, tasks):
+        """x (T?, N, C, H, W) channels-last with its zero padding: (T?, N, Hp, Wp, C)."""
+        p, (N, C, H, Wd) = self.padding, x.shape[-4:]
+        xp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=x.dtype)
+        xp[..., p:p + H, p:p + Wd, :] = np.moveaxis(x, -3, -1)
+        return xp
+
     def forward(self, params, x):
         W, b = params["W"], params["b"]
         tasks = self._check(W, x)
-        k, s, p, C = self.kernel_size, self.stride, self.padding, self.in_channels
-        N, H, Wd = x.shape[-4], x.shape[-2], x.shape[-1]
-        xp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=x.dtype)
-        xp[..., p:p + H, p:p + Wd, :] = np.moveaxis(x, -3, -1)        # (T?, N, Hp, Wp, C)
-        windows = sliding_window_view(xp, (k, k), axis=(-3, -2))[..., ::s, ::s, :, :, :]
-        Ho, Wo = windows.shape[-5:-3]                                 # (T?, N, Ho, Wo, C, k, k)
-        cols = np.moveaxis(windows, -3, -1).reshape(tasks + (N * Ho * Wo, k * k * C))
-        Wm = np.moveaxis(W, -3, -1).reshape(tasks + (self.out_channels, k * k * C))  # (T?, O, k k C)
-        y = cols @ Wm.mT                                              # (T?, N Ho Wo, O)
-        rows = y.reshape(tasks + (N * Ho, Wo * self.out_channels))    # a view, a row of pixels per row
+        xp = self._padded(x, tasks)                                   # (T?, N, Hp, Wp, C)
+        if self._shifted(*x.shape[-2:]):
+            y, cache = self._shifted_forward(W, xp, tasks)
+        else:
+            y, cache = self._im2col_forward(W, xp, tasks)
+        N, Ho, Wo, O = y.shape[-4:]                                   # y channels-last, contiguous
+        rows = y.reshape(tasks + (N * Ho, Wo * O))                    # a view, a row of pixels per row
         rows += _tiled(b, Wo)
-        y = y.reshape(tasks + (N, Ho, Wo, self.out_channels))
-        return np.moveaxis(y, -1, -3), (x.shape, cols, Wm)            # (T?, N, O, Ho, Wo)
+        return np.moveaxis(y, -1, -3), (x.shape, cache)               # (T?, N, O, Ho, Wo)
 
     def backward(self, params, cache, dy):
-        dyc, grads = self._backward(params, cache, dy)
-        xshape, _, Wm = cache
+        xshape, cache = cache
+        dyc = np.moveaxis(dy, -3, -1)                                 # (T?, N, Ho, Wo, O)
+        if cache[0] == "shifted":
+            dxp, grads = self._shifted_backward(cache, dyc, dx=True)
+        else:
+            dxp, grads = self._im2col_backward(cache, dyc, dx=True)
+        p, (H, Wd) = self.padding, xshape[-2:]
+        return np.moveaxis(dxp[..., p:p + H, p:p + Wd, :], -1, -3), grads
+
+    def param_grads(self, params, cache, dy):
+        _, cache = cache
+        dyc = np.moveaxis(dy, -3, -1)
+        path = self._shifted_backward if cache[0] == "shifted" else self._im2col_backward
+        return path(cache, dyc, dx=False)[1]
+
+    def _im2col_forward(self, W, xp, tasks):
+        """y (T?, N, Ho, Wo, O) = cols W^T, cols (T?, N Ho Wo, k k C) the windows of xp."""
+        k, s, C, O = self.kernel_size, self.stride, self.in_channels, self.out_channels
+        windows = sliding_window_view(xp, (k, k), axis=(-3, -2))[..., ::s, ::s, :, :, :]
+        N, Ho, Wo = windows.shape[-6:-3]                              # (T?, N, Ho, Wo, C, k, k)
+        cols = np.moveaxis(windows, -3, -1).reshape(tasks + (N * Ho * Wo, k * k * C))
+        Wm = np.moveaxis(W, -3, -1).reshape(tasks + (O, k * k * C))   # (T?, O, k k C)
+        y = cols @ Wm.mT                                              # (T?, N Ho Wo, O)
+        return y.reshape(tasks + (N, Ho, Wo, O)), ("im2col", xp.shape, cols, Wm)
+
+    def _im2col_backward(self, cache, dyc, dx):
+        """(dxp (T?, N, Hp, Wp, C) or None, {"W", "b"}) from dy channels-last (T?, N, Ho, Wo, O)."""
+        _, xpshape, cols, Wm = cache                                  # cols: (T?, N Ho Wo, k k C)
         tasks = Wm.shape[:-2]
-        k, s, p, C = self.kernel_size, self.stride, self.padding, self.in_channels
-        N, (H, Wd), (Ho, Wo) = xshape[-4], xshape[-2:], dy.shape[-2:]
+        k, s, C, O = self.kernel_size, self.stride, self.in_channels, self.out_channels
+        N, Ho, Wo = dyc.shape[-4:-1]
+        dyc = dyc.reshape(tasks + (-1, O))                            # (T?, N Ho Wo, O)
+        db = _sum_rows(dyc)                                           # (T?, O)
+        dW = np.moveaxis((dyc.mT @ cols).reshape(tasks + (O, k, k, C)), -1, -3)  # dy^T cols (T?, O, C, k, k)
+        if not dx:
+            return None, {"W": dW, "b": db}
         # dx = dy W through the columns, without building them (dcols would be k k times x):
         # kernel offset (i, j) read the pixels (s h + i, s w + j) of the padded x, so it adds
         # dy W[:, :, i, j] back onto them.
-        Wk = Wm.reshape(tasks + (self.out_channels, k * k, C))       # (T?, O, k k, C)
-        dxp = np.zeros(tasks + (N, H + 2 * p, Wd + 2 * p, C), dtype=np.result_type(dyc, Wm))
+        Wk = Wm.reshape(tasks + (O, k * k, C))                        # (T?, O, k k, C)
+        dxp = np.zeros(xpshape, dtype=np.result_type(dyc, Wm))        # (T?, N, Hp, Wp, C)
         for i in range(k):
             for j in range(k):
                 dx_ij = (dyc @ Wk[..., i * k + j, :]).reshape(tasks + (N, Ho, Wo, C))
                 dxp[..., i:i + s * (Ho - 1) + 1:s, j:j + s * (Wo - 1) + 1:s, :] += dx_ij
-        return np.moveaxis(dxp[..., p:p + H, p:p + Wd, :], -1, -3), grads
+        return dxp, {"W": dW, "b": db}
 
-    def param_grads(self, params, cache, dy):
-        return self._backward(params, cache, dy)[1]
+    def _offsets(self, Wp):
+        """(q, how many rows further on) for each kernel offset (i, j), q = i k + j, on a grid Wp wide."""
+        k = self.kernel_size
+        return [(i * k + j, i * Wp + j) for i in range(k) for j in range(k)]
 
-    def _backward(self, params, cache, dy):
-        """dy channels-last (T?, N Ho Wo, O) and {"W", "b"}."""
-        xshape, cols, Wm = cache                                      # cols: (T?, N Ho Wo, k k C)
-        tasks = Wm.shape[:-2]
+    def _shifted_forward(self, W, xp, tasks):
+        """y (T?, N, Ho, Wo, O) = sum over offsets of xf[r + i Wp + j] W[:, :, i, j]^T (stride 1)."""
         k, C, O = self.kernel_size, self.in_channels, self.out_channels
-        dyc = np.moveaxis(dy, -3, -1).reshape(tasks + (-1, O))        # (T?, N Ho Wo, O)
-        db = _sum_rows(dyc)                                           # (T?, O)
-        dWm = (dyc.mT @ cols).reshape(tasks + (O, k, k, C))           # dy^T cols
-        dW = np.moveaxis(dWm, -1, -3)                                 # (T?, O, C, k, k)
-        return dyc, {"W": dW, "b": db}
+        N, Hp, Wp = xp.shape[-4:-1]
+        L = N * Hp * Wp
+        M = L - (k - 1) * Wp - (k - 1)                                # rows whose every offset stays in xf
+        xf = xp.reshape(tasks + (L, C))                               # pixel (n, h, w) is row (n Hp + h) Wp + w
+        Wk = np.moveaxis(W, (-4, -3), (-1, -2)).reshape(tasks + (k * k, C, O))   # (T?, k k, C, O)
+        yf = np.empty(tasks + (L, O), dtype=np.result_type(xp, Wk))   # the padded grid's pixels
+        y = yf[..., :M, :]
+        for q, shift in self._offsets(Wp):
+            if q == 0:
+                np.matmul(xf[..., :M, :], Wk[..., 0, :, :], out=y)
+            else:
+                y += xf[..., shift:shift + M, :] @ Wk[..., q, :, :]   # (T?, M, O)
+        grid = yf.reshape(tasks + (N, Hp, Wp, O))
+        y = np.ascontiguousarray(grid[..., :Hp - k + 1, :Wp - k + 1, :])  # crop the junk: (T?, N, Ho, Wo, O)
+        return y, ("shifted", xf, Wk, xp.shape)
+
+    def _shifted_backward(self, cache, dyc, dx):
+        """(dxp (T?, N, Hp, Wp, C) or None, {"W", "b"}) from dy channels-last (T?, N, Ho, Wo, O)."""
+        _, xf, Wk, xpshape = cache                                    # (T?, L, C), (T?, k k, C, O)
+        tasks, (N, Hp, Wp, C) = Wk.shape[:-3], xpshape[-4:]
+        k, O = self.kernel_size, self.out_channels
+        Ho, Wo, L = dyc.shape[-3], dyc.shape[-2], xf.shape[-2]
+        M = L - (k - 1) * Wp - (k - 1)
+        grid = np.zeros(tasks + (N, Hp, Wp, O), dtype=dyc.dtype)     # dy on the padded grid, 0 on the junk
+        grid[..., :Ho, :Wo, :] = dyc
+        gf = grid.reshape(tasks + (L, O))[..., :M, :]                 # (T?, M, O): dy of output row r
+        db = _sum_rows(gf)                                            # (T?, O)
+        # y[r] = sum over offsets xf[r + shift] W_ij^T, so dW_ij = sum_r dy[r]^T xf[r + shift] ...
+        dW = np.empty(tasks + (O, C, k, k), dtype=np.result_type(gf, xf))
+        for q, shift in self._offsets(Wp):
+            dW[..., q // k, q % k] = gf.mT @ xf[..., shift:shift + M, :]   # (T?, O, C)
+        if not dx:
+            return None, {"W": dW, "b": db}
+        # ... and dx[r + shift] gets dy[r] W_ij back, row block by row block.
+        dxf = np.zeros(tasks + (L, C), dtype=np.result_type(gf, Wk))
+        for q, shift in self._offsets(Wp):
+            dxf[..., shift:shift + M, :] += gf @ Wk[..., q, :, :].mT   # (T?, M, C)
+        return dxf.reshape(tasks + (N, Hp, Wp, C)), {"W": dW, "b": db}
 
 
 class MaxPool2d(Layer):

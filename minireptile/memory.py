@@ -5,7 +5,7 @@ meta-gradients) sizes its chunks from the bytes its forward caches and backward 
 measured on the net itself (``image_bytes``), against one budget:
 
     MINIREPTILE_MEMORY    the bytes that a process's chunks may hold at once: a number of bytes,
-                          or with a unit, "512M", "1.5G" (default 128M; the commands' --memory sets it)
+                          or with a unit, "512M", "1.5G" (default 64M; the commands' --memory sets it)
 
 The rest of a process (Python, NumPy, the net, the images of the tasks drawn) comes on top, a few
 hundred MB (measured in docs/speed.md), so the default keeps every process of every command under 1.5 GB, and a worker process gets the same budget as the driver. A chunk holds at
@@ -18,11 +18,11 @@ import re
 import numpy as np
 
 ENV = "MINIREPTILE_MEMORY"
-#: The default is also about the fastest size here: chunks of one or two Mini-ImageNet tasks (about 100 MB
-#: of caches) stay in the CPU's caches from layer to layer. benchmarks/bench_chunks.py, 2026-12-04: a paper
-#: Mini-ImageNet meta-iteration 3.99 s in one piece, 2.99 s at 128M; 10 Mini-ImageNet test tasks 9.06 s
-#: against 4.44 s; 50 Omniglot test tasks 8.28 s against 6.44 s; the same numbers bit for bit.
-DEFAULT = 128 * 2 ** 20
+#: The default is also about the fastest size here: a chunk of one Mini-ImageNet task stays in the CPU's
+#: caches from layer to layer, two do not. benchmarks/bench_chunks.py --budgets 128M 64M 32M, 2026-12-04: a
+#: paper Mini-ImageNet meta-iteration 2.10 / 1.84 / 1.85 s; 10 Mini-ImageNet test tasks 3.36 / 3.06 / 2.74 s;
+#: 50 Omniglot test tasks 5.30 / 5.42 / 5.85 s; the same numbers bit for bit at every budget.
+DEFAULT = 64 * 2 ** 20
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
 # Measured peaks over the cached arrays of a forward pass (benchmarks/bench_memory.py): a
 # forward-only pass holds its caches and a few temporaries (1.1x); forward and backward together
