@@ -348,7 +348,7 @@ def lower_variance(results):
     if len(ratios) < max(1, len(unmeasured)):
         verdict = (f"undecided: at {len(unmeasured)} of {len(points)} points the noise of "
                    f"{results.config.variance_tasks} variance tasks hides Reptile's expected update (relative "
-                   "variance not finite); more --variance-tasks would decide it")
+                   "variance not finite); more variance tasks (--variance-tasks; variance_tasks in a script) would decide it")
     return Claim("lower-variance", "Reptile's update has lower variance", verdict,
                  "Reptile's relative variance (trace of the covariance over the squared norm of the expected "
                  "update, bias-corrected) below every other method's, at the initial theta and at every "
