@@ -22,17 +22,19 @@ mr.own_process()    # as the command line runs: keep freed buffers, one BLAS thr
 
 
 def matmul_flops(net, theta, x):
-    """Multiply-adds x 2 of the forward and backward matmuls of one loss_and_grad call."""
+    """Multiply-adds x 2 of the forward and backward matmuls of one loss_and_grad call, from the layers'
+    input and output shapes (each layer replayed on its input)."""
     _, cache = net.forward(theta, x)
     tasks = theta.shape[0] if theta.ndim == 2 else 1
-    flops = 0
-    for layer, _, _, c in cache:
+    flops, h = 0, x
+    for layer, _, params, _ in cache:
+        y = layer.forward(params, h)[0]
         if isinstance(layer, Linear):
-            rows = c.shape[-2]
-            flops += 3 * 2 * rows * layer.in_features * layer.out_features
-        elif isinstance(layer, Conv2d):
-            K, M = c[1].shape[-2:]                   # cols: (T?, C k k, N Ho Wo)
+            flops += 3 * 2 * h.shape[-2] * layer.in_features * layer.out_features
+        elif isinstance(layer, Conv2d):          # K = C k k inputs for each of N Ho Wo outputs of O channels
+            K, M = layer.in_channels * layer.kernel_size ** 2, y.shape[-4] * y.shape[-2] * y.shape[-1]
             flops += 3 * 2 * K * M * layer.out_channels
+        h = y
     return flops * tasks
 
 

@@ -27,6 +27,7 @@ def data(tmp_path_factory):
 
 @pytest.mark.slow
 def test_compare_end_to_end_scores_every_method_on_the_same_tasks(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPTILE_MEMORY", "1G")               # each final evaluation's 6 tasks in one chunk
     final_tasks = []
     original = fewshot.score_tasks
 
