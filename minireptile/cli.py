@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import _shell
 from ._shell import Commands, UsageError, check_writable, out_folder, workers_for
-from .config import ConfigError, add_flags, from_flags
+from .config import ConfigError, add_flags, flag, from_flags
 
 #: command: (study module, help, whether it keeps checkpoints to --resume, whether it has --workers)
 STUDIES = {
@@ -53,7 +53,8 @@ def cmd_study(args):
             result = module.run(config, out, resume=getattr(args, "resume", False), progress=not args.quiet,
                                 workers=workers, **({"pools": pools} if pools is not None else {}))
         except Diverged as err:
-            err.hint = f"--inner-lr {config.inner_lr} or --meta-step {getattr(config, 'meta_step', '')}"
+            err.hint = " or ".join(f"{flag(n)} {getattr(config, n)}"            # the step sizes it has
+                                   for n in ("inner_lr", "meta_step") if hasattr(config, n))
             raise
     print(result.report())
     save(result, out, module.OUTPUTS)

@@ -102,14 +102,14 @@ def prepare_run(folder, config, outputs, checkpoints, resume=False, overwrite=Fa
 
 def _same_run(path, config):
     """Refuse to resume ``path`` unless it records ``config``'s training fields."""
-    from .config import differences
+    from .config import _show, differences, flag
     from .train import load_experiment
     saved = load_experiment(path)
     if "config" not in saved:
         raise OutputError(f"--resume: {path} records no configuration of this command (another command or an "
                           "older minireptile wrote it); start again with --overwrite")
-    shown = lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else "(default)" if v is None else str(v)
-    differ = [f"--{name.replace('_', '-')} {shown(old)} (given {shown(new)})"
+    shown = lambda v: "(default)" if v is None else _show(v)
+    differ = [f"{flag(name)} {shown(old)} (given {shown(new)})"
               for name, old, new in differences(saved["config"], config)]
     if differ:
         raise OutputError(f"--resume: {path} was trained with other arguments: " + "; ".join(differ))

@@ -141,7 +141,8 @@ class SineConfig(Checked):
     checkpoint_every: int = option(1000, "write the checkpoint every this many iterations", train=False)
 
     def derived(self):                         # joint training uses g_1 alone: one step is all it takes
-        if self.inner_steps is not None or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 50:
+        batch = self.batch_size
+        if self.inner_steps is not None or not isinstance(batch, int) or not 1 <= batch <= SineTasks.points:
             return {}
         return {"inner_steps": 1 if self.method == "joint" else SineTasks.points // self.batch_size}
 
