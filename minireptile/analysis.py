@@ -22,6 +22,7 @@ import numpy as np
 
 from ._program import blas_limited
 from .config import Checked, option
+from .seeds import stream
 from .study import Claim, Record
 
 #: (coefficient on AvgGrad, coefficient on -lr AvgGradInner) of each expected update.
@@ -146,7 +147,7 @@ def coefficient_table(net, theta, tasks, loss, lr, levels=3, bootstrap=200, seed
     steps = lr / 2.0 ** np.arange(levels)                 # lr, lr/2, lr/4, ...
     grad, inner = avg_grad_terms(net, theta, tasks, loss)
     thetas, batches, k = _for_tasks(theta, tasks), stack_tasks(tasks), len(tasks[0])
-    rng, table = np.random.default_rng(seed), {}
+    rng, table = stream(seed, "bootstrap"), {}
     for method in EXPECTED_COEFFICIENTS:
         updates = [np.mean([meta_gradient(net, thetas, [batches[i] for i in order], step, loss, method)
                             for order in itertools.permutations(range(k))], axis=0)   # (n, P)
@@ -314,7 +315,7 @@ def run(config, out=None, *, resume=False, progress=True, workers=None):
     from .gradcheck import check_gradient
     from .losses import mse
     from .models import sine_mlp
-    rng = np.random.default_rng(config.seed)
+    rng = stream(config.seed, "analysis tasks")
     net = sine_mlp(config.hidden)
     theta = net.init(rng)
     # 1. residuals of the first-order expansions against lr, over three decades
@@ -328,11 +329,12 @@ def run(config, out=None, *, resume=False, progress=True, workers=None):
     rel_error = check_gradient(f, theta, grad, rng, max_coords=0)
     # 3. the coefficients of the expected updates, k = 3
     tasks = [sine_task(rng, 3) for _ in range(config.tasks)]
-    table = coefficient_table(net, theta, tasks, mse, lr=1e-3, bootstrap=config.bootstrap)
+    table = coefficient_table(net, theta, tasks, mse, lr=1e-3, bootstrap=config.bootstrap, seed=config.seed)
     coefficients = {m: Coefficients(r["expected"], r["a"], r["b"], r["se"], r["b at lr"], tuple(r["deviation by level"]))
                     for m, r in table.items()}
     # 4. the within-task gradient inner product during meta-training
-    held_out = [sine_task(np.random.default_rng(1000 + i), 2) for i in range(50)]
+    rng = stream(config.seed, "evaluation tasks")
+    held_out = [sine_task(rng, 2) for _ in range(50)]
     curves, its = inner_product_during_training(net, held_out, config.iterations, config.seed, progress)
     return TaylorResult(config, tuple(lrs), residuals, float(rel_error), coefficients,
                         within_task_inner_product(net, theta, held_out, mse), its, curves,

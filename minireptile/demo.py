@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from .inner import AdamState, run_adam
 from .losses import softmax_cross_entropy
 from .models import omniglot_net
+from .seeds import stream
 from .tasks.fewshot import cycle_batches, predict
 from .tasks.omniglot import preprocess
 from .train import CheckpointError, load_inner_state, load_theta
@@ -56,7 +57,7 @@ class Model:
         n = len(support)
         x = np.asarray(support, dtype=np.float32)[None, :, None]          # (1, N, 1, 28, 28)
         labels = np.arange(n)[None]
-        batches = cycle_batches(np.random.default_rng(seed), x, labels, self.batch_size, self.steps)
+        batches = cycle_batches(stream(seed, "demo batches"), x, labels, self.batch_size, self.steps)
         state = None if self.state is None else self.state.for_tasks(1)
         phi = run_adam(self.net, self.theta[None], batches, self.lr, softmax_cross_entropy, state)[0]
         logits = predict(self.net, phi, x, np.asarray(query, np.float32)[None, None, None],

@@ -99,7 +99,7 @@ def sine_study(config, progress=False, report=None):
     of the zero-shot predictions, and the final MSE of k = 5 for each outer step size eps.
     ``report(k, iteration, mse)``, if given, hears each evaluation as it happens."""
     net, tasks = sine_mlp(), config.sine_tasks       # the architecture sine.train builds; layers hold no state
-    adapted = lambda th: float(sine.evaluate(net, th, tasks=tasks)["mse"][-1].mean())
+    adapted = lambda th: float(sine.evaluate(net, th, tasks=tasks, seed=config.seed)["mse"][-1].mean())
     curves, zero_shot, spread, thetas = {}, {}, {}, {}
     x = sine.SineTasks().x_all[:, None]
     for k in config.ks:
@@ -107,7 +107,7 @@ def sine_study(config, progress=False, report=None):
         _, result = sine.train(run, evaluate=Scoring(adapted, report=_hear(report, k)), progress=progress,
                                eval_every=max(config.sine_iterations // 10, 1), desc=f"sine k={k}")
         curves[k], thetas[k] = _curve(result), result.theta
-        zero_shot[k] = float(sine.evaluate(net, result.theta, tasks=tasks)["mse"][0].mean())
+        zero_shot[k] = float(sine.evaluate(net, result.theta, tasks=tasks, seed=config.seed)["mse"][0].mean())
         spread[k] = float(net.forward(result.theta, x)[0].std())
     step_sizes = {}
     for eps in config.eps_values:

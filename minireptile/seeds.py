@@ -1,22 +1,26 @@
 """Randomness by name: each purpose of a run draws from a generator of its own, derived from the run's
-seed and the purpose's name, so that no two purposes share draws by accident and no file invents an offset.
+seed and the purpose's name through ``np.random.SeedSequence`` (NumPy's advice for independent streams).
 
     rng = seeds.stream(config.seed, "final test tasks")
 
-Each name stands for a fixed stream. The streams are the ones every committed figure and number was
-made with (the run's seed plus the purpose's number below), so naming them changed no result; a new
-purpose takes a number of its own here.
+The name's bytes are the sequence's spawn key, so two different (seed, purpose) pairs never give the same
+stream: one run's initialization is never another run's test tasks, as it was with ``seed + offset``.
 """
 import numpy as np
 
-#: purpose -> its stream. Initialization and training tasks come from two generators of the same stream:
-#: one initializes theta, the other (meta_train's) draws the tasks, so neither's draws move the other's.
+#: Every purpose a run draws for, with what it draws. A new purpose is a new line here.
 PURPOSES = {
-    "initialization": 0,         # theta_0 (net.init)
-    "training tasks": 0,         # the meta-batches meta_train samples
-    "evaluation tasks": 1,       # the held-out tasks scored during training (the same at every evaluation)
-    "final test tasks": 2,       # the final evaluation's tasks (the same for every method of a comparison)
-    "variance tasks": 3,         # the tasks whose updates give the variance statistics
+    "initialization": "theta_0 (net.init)",
+    "training tasks": "the meta-batches meta_train samples",
+    "evaluation tasks": "the held-out tasks scored during training (the same at every evaluation)",
+    "final test tasks": "the final evaluation's tasks (the same for every method of a comparison)",
+    "variance tasks": "the tasks whose updates give the variance statistics",
+    "data split": "the paper's shuffle of the Omniglot characters into training and test",
+    "figure tasks": "the held-out task a figure shows",
+    "analysis tasks": "the Taylor analysis's tasks and its theta",
+    "bootstrap": "the Taylor analysis's bootstrap resamples",
+    "synthetic data": "the random patterns that stand in for Omniglot when it is missing",
+    "demo batches": "the minibatch order of the demo's adaptation",
 }
 
 
@@ -24,4 +28,6 @@ def stream(seed, purpose):
     """A fresh generator for ``purpose`` (a name of PURPOSES) of the run seeded ``seed``: equal draws at every call."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
-    return np.random.default_rng(seed + PURPOSES[purpose])
+    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(purpose.encode())))

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .._atomic import atomic_write
 from ..config import ConfigError, option
 from ..outputs import cache_dir
+from ..seeds import stream
 from . import experiment
 from .experiment import EvalConfig, FewShotConfig  # noqa: F401  (EvalConfig: the omniglot-eval command's)
 from .fewshot import ClassPool, Pools
@@ -243,7 +244,7 @@ def paper_split(data, seed=0, train=1200):
     if not 0 < train < len(data.names):
         raise ValueError(f"train must lie between 1 and {len(data.names) - 1} characters for this "
                          f"data, got {train}; split the small subsets by alphabet")
-    order = np.random.default_rng(seed).permutation(len(data.names))
+    order = stream(seed, "data split").permutation(len(data.names))
     return data.select(np.sort(order[:train])), data.select(np.sort(order[train:]))
 
 
@@ -392,7 +393,7 @@ def notebook_pools(budget="class"):
     except DataMissing:
         if budget == "class":
             raise                              # the message says how to get the data
-        rng = np.random.default_rng(0)
+        rng = stream(0, "synthetic data")
         patterns = lambda n: rng.uniform(0, 1, (n, 1, 28, 28)) + 0.1 * rng.standard_normal((n, 20, 28, 28))
         return Pools(ClassPool(patterns(10)), ClassPool(patterns(6)), (
             "No Omniglot found, so synthetic random patterns stand in and no number below is a result: "

@@ -83,13 +83,13 @@ def adapt(net, theta, x_support, y_support, x_query, steps=32, lr=0.02, record=(
     return np.stack(predictions)
 
 
-def held_out_tasks(tasks=100, seed=12345, shots=10, family=SineTasks()):
-    """Held-out tasks with their own seed: A, b (T,), x_support (T, shots, 1) drawn from
+def held_out_tasks(tasks=100, seed=0, shots=10, family=SineTasks(), purpose="final test tasks"):
+    """Held-out tasks from the run's ``seed`` and ``purpose`` stream: A, b (T,), x_support (T, shots, 1) drawn from
     x_all without replacement, and x_all (T, points, 1)."""
     _check_meta_batch(tasks)
     if not 1 <= shots <= family.points:
         raise ValueError(f"shots must lie in [1, {family.points}], got {shots!r}")
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, purpose)
     amplitude, phase = family.sample(rng, tasks)
     idx = np.argsort(rng.random((tasks, family.points)), axis=1)[:, :shots]
     x_support = family.x_all[idx][..., None]
@@ -98,7 +98,7 @@ def held_out_tasks(tasks=100, seed=12345, shots=10, family=SineTasks()):
 
 
 @blas_limited()
-def evaluate(net, theta, *, tasks=100, seed=12345, shots=10, steps=32, lr=0.02,
+def evaluate(net, theta, *, tasks=100, seed=0, shots=10, steps=32, lr=0.02,
              record=(0, 1, 8, 16, 32), family=SineTasks()):
     """MSE on all 50 points of held-out tasks after adapting on ``shots`` of them.
 
@@ -186,12 +186,12 @@ def train(config=SineConfig(), hidden=64, dtype=np.float64, family=SineTasks(), 
     return net, result
 
 
-def figure(net, thetas, path=None, seed=2024, steps=(0, 8, 16, 24, 32), lr=0.02):
+def figure(net, thetas, path=None, seed=0, steps=(0, 8, 16, 24, 32), lr=0.02):
     """The blog's picture for one held-out task, one panel per {title: theta} (a Figure; also
     written to ``path`` if given)."""
     from .. import plots
     family = SineTasks()
-    amplitude, phase, x_support, x_all = held_out_tasks(1, seed=seed, family=family)
+    amplitude, phase, x_support, x_all = held_out_tasks(1, seed, family=family, purpose="figure tasks")
     y_support, y_all = family.f(x_support, amplitude, phase), family.f(x_all, amplitude, phase)
     panels = []
     for title, theta in thetas.items():
@@ -226,7 +226,7 @@ class Result(Record):
     def figures(self):
         """The adapted predictions of each trained theta on one held-out task (none after ``from_dict``)."""
         from ..models import sine_mlp
-        return {"sine.png": figure(sine_mlp(), self.thetas, lr=self.config.inner_lr)} if self.thetas else {}
+        return {"sine.png": figure(sine_mlp(), self.thetas, seed=self.config.seed, lr=self.config.inner_lr)} if self.thetas else {}
 
 
 def run(config, out=None, *, resume=False, progress=True, workers=None):
@@ -243,7 +243,7 @@ def run(config, out=None, *, resume=False, progress=True, workers=None):
                         experiment=record, desc=f"sine {config.method}")
     if out is not None:
         save_checkpoint(out.file("theta.npz"), theta=result.theta, experiment=np.array(json.dumps(record)))
-    scored = lambda theta: MSE.of(evaluate(net, theta, lr=config.inner_lr))
+    scored = lambda theta: MSE.of(evaluate(net, theta, seed=config.seed, lr=config.inner_lr))
     thetas = {f"{config.method} (k = {config.inner_steps})": result.theta}
     joint = joint_seconds = None
     if config.method != "joint":
