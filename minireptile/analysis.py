@@ -294,6 +294,9 @@ class TaylorResult(Record):
                     hlines={"at initialization": self.inner_product_at_init})}
 
 
+Result = TaylorResult
+
+
 def taylor_claims(residuals, coefficients):
     """The expansion's two checks as Claims: its residuals fall as lr^2 (as lr without the lr H g terms),
     and the coefficients measured and extrapolated to lr -> 0 are the paper's."""

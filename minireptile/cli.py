@@ -29,7 +29,7 @@ STUDIES = {
 #: the studies whose --data is required, and each command's presets
 NEEDS_DATA = ("omniglot", "miniimagenet", "gradient-combos", "compare")
 PRESETS = {"omniglot": ("5-way", "the paper's hyperparameters for 5-way or 20-way tasks"),
-           "gradient-combos": ("course", "the course's settings (inner lr 0.03, 4,000 iterations: 54.8 min on a "
+           "gradient-combos": ("course", "the course's settings (inner lr 0.03, 5,000 iterations: 34 min on a "
                                "2-core machine, docs/results.md) or the authors' (lr 0.003, 40,000 iterations)")}
 
 

@@ -226,6 +226,9 @@ class Comparison(Record):
         return {"method_comparison.png": plots.method_comparison(self)}
 
 
+Result = Comparison
+
+
 def _method_result(method, result, hits, config):
     """A MethodResult from meta_train's TrainResult (its evaluations are Points) and the final Hits per K."""
     curve = tuple(dataclasses.replace(e.value, iteration=e.iteration, train_seconds=e.train_seconds)

@@ -88,6 +88,14 @@ def notebooks_folder():
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def reference(module):
+    """The committed result of a study ``module`` (``figures/`` of the source checkout: its JSON as the study's
+    command made it at the full budget, docs/results.md says when) as its Result, or None where there is no
+    checkout beside the package."""
+    path = notebooks_folder().parent / "figures" / module.OUTPUTS[0]
+    return module.Result.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
 def holds_solutions(folder):
     """Whether ``folder`` holds a notebook with solution regions (an instructor version)."""
     return any(BEGIN in path.read_text(errors="replace") for path in Path(folder).glob("*.ipynb"))

@@ -183,6 +183,9 @@ class JointResult(Record):
         return {"joint_vs_reptile.png": plots.joint_vs_reptile(self.sine, self.omniglot)}
 
 
+Result = JointResult
+
+
 def prepare(config, progress=True):
     """(config with its split's test alphabets, the Omniglot Pools of ``config.data`` or None without it)."""
     from .tasks import omniglot

@@ -22,6 +22,7 @@ def test_every_study_has_the_protocol_and_budgets_that_make_valid_configurations
     configs = {name: module.Config(**changes) for name, changes in module.BUDGETS.items()}
     assert configs["full"] == module.Config()                        # the command's defaults are "full"
     assert module.OUTPUTS[0].endswith(".json") and isinstance(module.checkpoints(configs["smoke"]), list)
+    assert issubclass(module.Result, study.Record) and hasattr(module.Result, "report")
     keywords = inspect.signature(module.run).parameters
     assert list(keywords)[:2] == ["config", "out"]
     assert all(keywords[k].kind is inspect.Parameter.KEYWORD_ONLY for k in ("resume", "progress", "workers"))
@@ -158,3 +159,12 @@ def test_a_folder_given_as_a_checkpoint_and_another_commands_theta_are_named(tmp
         {"command": "sine", "config": {}})))
     with pytest.raises(CheckpointError, match="it was written by `sine`\\): give --ways"):
         experiment.trained_net(omniglot_net, "an Omniglot", tmp_path / "theta.npz")
+
+
+@pytest.mark.parametrize("module", [joint, combinations, comparison, analysis], ids=lambda m: m.__name__.split(".")[-1])
+def test_a_notebook_reads_the_committed_result_of_a_study(module, monkeypatch, tmp_path):
+    from minireptile import course
+    result = course.reference(module)
+    assert isinstance(result, module.Result) and result.to_dict() == json.loads((FIGURES / module.OUTPUTS[0]).read_text())
+    monkeypatch.setattr(course, "notebooks_folder", lambda: tmp_path / "notebooks")     # no checkout beside it
+    assert course.reference(module) is None

@@ -37,7 +37,7 @@ from .._atomic import atomic_write
 from ..config import option
 from ..outputs import cache_dir
 from . import experiment
-from .experiment import EvalConfig, FewShotConfig
+from .experiment import EvalConfig, FewShotConfig, Result
 from .fewshot import ImagePool
 
 SPLITS = ("train", "val", "test")
