@@ -336,8 +336,8 @@ def run(config, out=None, *, resume=False, progress=True, workers=None):
     coefficients = {m: Coefficients(r["expected"], r["a"], r["b"], r["se"], r["b at lr"], tuple(r["deviation by level"]))
                     for m, r in table.items()}
     # 4. the within-task gradient inner product during meta-training
-    rng = stream(config.seed, "evaluation tasks")
-    held_out = [sine_task(rng, 2) for _ in range(50)]
+    held_out_rng = stream(config.seed, "evaluation tasks")
+    held_out = [sine_task(held_out_rng, 2) for _ in range(50)]
     curves, its = inner_product_during_training(net, held_out, config.iterations, config.seed, progress)
     return TaylorResult(config, tuple(lrs), residuals, float(rel_error), coefficients,
                         within_task_inner_product(net, theta, held_out, mse), its, curves,

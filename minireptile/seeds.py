@@ -8,6 +8,8 @@ stream: one run's initialization is never another run's test tasks, as it was wi
 """
 import numpy as np
 
+from .config import check_int
+
 #: Every purpose a run draws for, with what it draws. A new purpose is a new line here.
 PURPOSES = {
     "initialization": "theta_0 (net.init)",
@@ -28,6 +30,5 @@ def stream(seed, purpose):
     """A fresh generator for ``purpose`` (a name of PURPOSES) of the run seeded ``seed``: equal draws at every call."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
-    if not (isinstance(seed, (int, np.integer)) and seed >= 0):
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_int("seed", seed, low=0)
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(purpose.encode())))

@@ -31,7 +31,7 @@ def test_the_streams_come_from_seed_sequences_keyed_by_the_name():
 def test_an_unknown_purpose_or_a_bad_seed_is_refused_in_one_line():
     with pytest.raises(ValueError, match="purpose must be one of initialization, .*demo batches, got 'test'"):
         seeds.stream(0, "test")
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="seed must be an integer of at least 0, got -1"):
         seeds.stream(-1, "initialization")
 
 

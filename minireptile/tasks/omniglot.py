@@ -31,7 +31,7 @@ from ..config import ConfigError, option
 from ..outputs import cache_dir
 from ..seeds import stream
 from . import experiment
-from .experiment import EvalConfig, FewShotConfig, Result  # noqa: F401  (EvalConfig: the omniglot-eval command's)
+from .experiment import EvalConfig, FewShotConfig, Result  # noqa: F401  (the omniglot-eval command's; the Result)
 from .fewshot import ClassPool, Pools
 
 SETS = ("images_background", "images_evaluation", "images_background_small1",
