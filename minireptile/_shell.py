@@ -52,6 +52,12 @@ class Commands(Parser):
         p.set_defaults(run=handler)
         return p
 
+    def parse_known_args(self, args=None, namespace=None):   # an unknown flag: blamed on its command, not ours
+        args, extra = super().parse_known_args(args, namespace)
+        if extra and getattr(args, "command", None):
+            self.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        return args, extra
+
 
 def out_folder(args, outputs=None, checkpoints=(), config=None):
     """The RunFolder of --out, checked whole before any work (``args.folder``, which the program reports).

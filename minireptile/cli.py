@@ -1,10 +1,7 @@
-"""Command line: ``python -m minireptile <command> --help``.
-
-This module declares the commands and dispatches them (how a command runs as a program, its refusals,
-exit statuses and signals, is ``_shell.py``). Every study runs through one path, ``cmd_study``: its
-configuration from the flags, checked against the data, the output folder, ``run``, the report, then
-its JSON and figures (``study.save``). Every value is checked before any training or evaluation
-starts: a bad one ends in one line on stderr naming the flag, with exit status 2 and no output folder.
+"""Command line: ``python -m minireptile <command> --help``. This module declares the commands and dispatches
+them; ``_shell.py`` is how a command runs as a program (refusals, exit statuses, signals). Every study runs through
+``cmd_study``. Every value is checked before any training or evaluation starts: a bad one ends in one line on
+stderr naming the flag, with exit status 2 and no output folder.
 """
 import dataclasses
 import importlib
@@ -33,15 +30,12 @@ PRESETS = {"omniglot": ("5-way", "the paper's hyperparameters for 5-way or 20-wa
                                "2-core machine, docs/results.md) or the authors' (lr 0.003, 40,000 iterations)")}
 
 
-def study(command):
-    return importlib.import_module(f".{STUDIES[command][0]}", __package__)
-
-
 def cmd_study(args):
     """Any study: validate, prepare the output, run, report, write its JSON and figures."""
     from .study import prepared, save
     from .train import Diverged
-    module, (_, _, resumable, _) = study(args.command), STUDIES[args.command]
+    path, _, resumable, _ = STUDIES[args.command]
+    module = importlib.import_module(f".{path}", __package__)
     config = from_flags(module.Config, args)
     check_writable(args.out)                                    # before the data is read
     config, pools = prepared(module, config, not args.quiet)
@@ -65,8 +59,7 @@ def cmd_figures(args):
     from .study import make_figures
     make_figures(out_folder(args), "smoke" if args.smoke else "full", args.data, args.test_alphabets,
                  not args.quiet, args.overwrite)
-    print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
-          "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
+    print("not made here: omniglot_1shot_learning_curve.png (the omniglot command's) and demo.png (a screenshot)"
           + ("" if args.data else "; without --data the Omniglot figures are skipped"))
 
 
@@ -151,8 +144,8 @@ def cmd_demo(args):
 
 def build_parser():
     parser = Commands(prog="python -m minireptile", description="Reptile, FOMAML and MAML in plain NumPy.")
-    for name, (_, help_text, resumable, parallel) in STUDIES.items():
-        module = study(name)
+    for name, (path, help_text, resumable, parallel) in STUDIES.items():
+        module = importlib.import_module(f".{path}", __package__)
         p = parser.command(name, help_text, cmd_study, overwrite="replace the run in OUT, if there is one",
                            resume=resumable, scale=parallel)
         if name in PRESETS:

@@ -66,6 +66,7 @@ TINY = ["--ways", 3, "--iterations", 4, "--train-shots", 3, "--meta-batch", 2, "
     (["--seed", -1], "--seed must be an integer of at least 0, got -1"),
     (["--method", "reptil"], "argument --method: invalid choice: 'reptil'"),
     (["--iterations", "many"], "argument --iterations: invalid int value: 'many'"),
+    (["--bogus", 1], r"^error: python -m minireptile sine: unrecognized arguments: --bogus 1 \(see --help\)$"),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
     (["--resume"], "--resume: there is no checkpoint .*checkpoint.npz to continue"),
 ])
