@@ -12,16 +12,17 @@ comparison is fair and the differences are paired).
 """
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Checked, ConfigError, distinct, option, to_dict
+from .config import Checked, distinct, option, to_dict
 from .losses import softmax_cross_entropy
 from .seeds import stream
 from .study import Claim, Record, shown, sign_verdict
 from .tasks.fewshot import Hits, Protocol, Score, flatten_task, paired_difference, task_scores
-from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP
+from .tasks.experiment import check_classes
+from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP, prepare
 from .train import Scoring, TrainConfig, meta_train
 
 #: (name, weights over g1..g4, meta step): the authors' settings.
@@ -61,11 +62,7 @@ class CombinationsConfig(Checked):
     def check_data(self, pools):
         """Five classes in each pool, 20 training images per class (four minibatches of 5) and
         6 test images per class (5 shots and a query)."""
-        for name, pool, need in (("training", pools.train, 4 * SHOTS), ("test", pools.test, SHOTS + 1)):
-            fewest = pool.smallest()[0]
-            if pool.num_classes < WAYS or fewest < need:
-                raise ConfigError("data", f"at least {WAYS} {name} classes of {need} images each",
-                                  f"{pool.num_classes} classes of {fewest}")
+        check_classes(pools, WAYS, 4 * SHOTS, SHOTS + 1)
 
 
 Config = CombinationsConfig
@@ -208,15 +205,6 @@ def paper_claims(hits):
                             "every difference positive beyond its paired 95% interval",
                             {k: {"mean": d, "ci95": ci} for k, (d, ci) in differences.items()}))
     return tuple(claims)
-
-
-def prepare(config, progress=True):
-    """(config with its split's test alphabets, the Omniglot Pools of ``config.data``), checked."""
-    from .tasks import omniglot
-    pools = omniglot.pools(config.data, config.test_alphabets, config.seed)
-    config = replace(config, test_alphabets=pools.test_alphabets)
-    config.check_data(pools)
-    return config, pools
 
 
 def run(config, out=None, *, resume=False, progress=True, workers=None, pools=None):

@@ -30,7 +30,7 @@ from .study import Claim, Record, shown, sign_verdict
 from .tasks import fewshot
 from .tasks.experiment import Evaluating, check_pools
 from .tasks.fewshot import Hits, Score
-from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP
+from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP, prepare
 from .train import Scoring, TrainConfig, meta_train
 from .variance import Spread
 
@@ -236,15 +236,6 @@ def _method_result(method, result, hits, config):
     last = result.evals[-1].train_seconds if result.evals else result.seconds
     return MethodResult(LABELS[method], last, last / config.iterations, {k: h.scores() for k, h in hits.items()},
                         curve, hits)
-
-
-def prepare(config, progress=True):
-    """(config with its split's test alphabets, the Omniglot Pools of ``config.data``), checked."""
-    from .tasks import omniglot
-    pools = omniglot.pools(config.data, config.test_alphabets, config.seed)
-    config = dataclasses.replace(config, test_alphabets=pools.test_alphabets)
-    config.check_data(pools)
-    return config, pools
 
 
 def run(config, out=None, *, resume=False, progress=True, workers=None, pools=None):

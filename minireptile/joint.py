@@ -6,7 +6,7 @@ line y = 0 (the waves' mean) and for Omniglot, whose labels are permuted in ever
 a network whose zero-shot predictions are pure guesses. Only k > 1 adds the term that
 rewards fast adaptation.
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from .models import omniglot_net, sine_mlp
 from .seeds import stream
 from .study import Claim, Record
 from .tasks import experiment, fewshot, sine
-from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP, OmniglotConfig
+from .tasks.omniglot import DATA_HELP, TEST_ALPHABETS_HELP, OmniglotConfig, prepare
 from .train import Scoring
 
 SINE_K = {1: 50, 2: 25, 5: 10, 10: 5}          # k inner steps -> minibatch size: one pass over the 50 points
@@ -41,6 +41,11 @@ class JointConfig(Checked):
     def check(self):
         from .config import distinct
         distinct("ks", self.ks, tuple(SINE_K))
+
+    def check_data(self, pools):
+        """The Omniglot part's 5-way tasks: 10 training images per class (a training task's) and 2 test
+        images per class (a shot and a query)."""
+        experiment.check_classes(pools, 5, OmniglotConfig.train_shots, 2)
 
 
 Config = JointConfig
@@ -186,19 +191,10 @@ class JointResult(Record):
 Result = JointResult
 
 
-def prepare(config, progress=True):
-    """(config with its split's test alphabets, the Omniglot Pools of ``config.data`` or None without it)."""
-    from .tasks import omniglot
-    if config.data is None:
-        return config, None
-    pools = omniglot.pools(config.data, config.test_alphabets, config.seed)
-    return replace(config, test_alphabets=pools.test_alphabets), pools
-
-
 def run(config, out=None, *, resume=False, progress=True, workers=None, pools=None):
     """Both parts (the Omniglot one on ``pools``, else on those of ``config.data``; skipped without either).
     ``out`` and ``resume`` are not used: the runs are minutes each and keep no checkpoints."""
-    if pools is None:
+    if pools is None and config.data is not None:
         config, pools = prepare(config, progress)
     sine_part = sine_study(config, progress=progress)
     omni_part = omniglot_study(config, pools, progress=progress, workers=workers) if pools is not None else None

@@ -311,6 +311,7 @@ def test_omniglot_eval_refuses_zero_tasks(tmp_path, refused, trained, data):
     (["gradient-combos", "--runs", "g1", "g5"], "--runs must be one of g1, g2, .*, got g5"),
     (["gradient-combos", "--runs", "g1", "g1"], "--runs must be distinct names, got g1 g1"),
     (["joint", "--test-alphabets", "Q"], "--test-alphabets must be alphabets of the data"),
+    (["joint"], "--data must be at least 5 training classes of 10 images each, got 32 classes of 6"),
     (["figures", "--test-alphabets", "Q"], "--test-alphabets must be alphabets of the data"),
     (["demo", "--port", 70000], "--port must be from 0 to 65535"),
     (["demo", "--checkpoint", "nothing.npz"], "nothing.npz does not exist"),

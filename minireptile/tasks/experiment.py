@@ -115,6 +115,16 @@ def check_pools(ways, shots, train_pool, test_pool, flag="shots", which="test"):
         check_int(flag, k, high=fewest - 1, why=f" ({where} and one is the query)")
 
 
+def check_classes(pools, ways, train_images, test_images):
+    """Refuse data without ``ways`` classes of ``train_images`` images in its training pool and of ``test_images``
+    in its test pool: the check of a study whose ways and shots are fixed, so that only --data is to blame."""
+    for name, pool, need in (("training", pools.train, train_images), ("test", pools.test, test_images)):
+        fewest = pool.smallest()[0]
+        if pool.num_classes < ways or fewest < need:
+            raise ConfigError("data", f"at least {ways} {name} classes of {need} images each",
+                              f"{pool.num_classes} classes of {fewest}")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig(Evaluating):
     """Evaluating a trained theta: the paper's evaluation defaults."""

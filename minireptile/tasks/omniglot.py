@@ -329,7 +329,8 @@ def test_pool(root, test_alphabets=None, saved=None):
 
 
 def prepare(config, progress=True):
-    """(config with its split's test alphabets, the Pools of ``config.data``), checked against each other."""
+    """(config with its split's test alphabets, the Pools of ``config.data``), checked against each other:
+    the ``prepare`` of every study on Omniglot."""
     found = pools(config.data, config.test_alphabets, config.seed)
     config = replace(config, test_alphabets=found.test_alphabets)
     config.check_data(found)
