@@ -34,8 +34,7 @@ def cmd_study(args):
     """Any study: validate, prepare the output, run, report, write its JSON and figures."""
     from .study import prepared, save
     from .train import Diverged
-    path, _, resumable, _ = STUDIES[args.command]
-    module = importlib.import_module(f".{path}", __package__)
+    module, resumable = args.study, STUDIES[args.command][2]           # the module build_parser declared it from
     config = from_flags(module.Config, args)
     check_writable(args.out)                                    # before the data is read
     config, pools = prepared(module, config, not args.quiet)
@@ -59,7 +58,8 @@ def cmd_figures(args):
     from .study import make_figures
     make_figures(out_folder(args), "smoke" if args.smoke else "full", args.data, args.test_alphabets,
                  not args.quiet, args.overwrite)
-    print("not made here: omniglot_1shot_learning_curve.png (the omniglot command's) and demo.png (a screenshot)"
+    print("not made here: omniglot_1shot_learning_curve.png is learning_curve.png of `python -m minireptile "
+          "omniglot --data DIR`, and demo.png a screenshot of `python -m minireptile demo`"
           + ("" if args.data else "; without --data the Omniglot figures are skipped"))
 
 
@@ -148,6 +148,7 @@ def build_parser():
         module = importlib.import_module(f".{path}", __package__)
         p = parser.command(name, help_text, cmd_study, overwrite="replace the run in OUT, if there is one",
                            resume=resumable, scale=parallel)
+        p.set_defaults(study=module)
         if name in PRESETS:
             default, about = PRESETS[name]
             p.add_argument("--preset", choices=tuple(module.PRESETS), default=default,

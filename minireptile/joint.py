@@ -43,9 +43,9 @@ class JointConfig(Checked):
         distinct("ks", self.ks, tuple(SINE_K))
 
     def check_data(self, pools):
-        """The Omniglot part's 5-way tasks: 10 training images per class (a training task's) and 2 test
-        images per class (a shot and a query)."""
-        experiment.check_classes(pools, 5, OmniglotConfig.train_shots, 2)
+        """The Omniglot part's tasks, OmniglotConfig's: 5 classes of 10 training images (a training task's)
+        and of 2 test images (a shot and a query)."""
+        experiment.check_classes(pools, OmniglotConfig.ways, OmniglotConfig.train_shots, OmniglotConfig.shots + 1)
 
 
 Config = JointConfig

@@ -34,7 +34,9 @@ def test_the_command_line_registers_each_study_once_with_its_flags():
     assert set(cli.STUDIES) <= set(parser.subparsers)
     for name in cli.STUDIES:
         flags = {a.dest for a in parser.subparsers[name]._actions}
-        fields = {f.name for f in dataclasses.fields(importlib.import_module(f"minireptile.{cli.STUDIES[name][0]}").Config)}
+        module = parser.subparsers[name].get_default("study")
+        assert module is importlib.import_module(f"minireptile.{cli.STUDIES[name][0]}"), name
+        fields = {f.name for f in dataclasses.fields(module.Config)}
         assert fields <= flags and "smoke" in flags, name
 
 
